@@ -1,0 +1,63 @@
+"""The project's error taxonomy, converted to messages only at the edges (CLI, app, engine events).
+
+No message or repr built here may carry an API key: errors name the environment variable instead.
+"""
+
+from __future__ import annotations
+
+
+class ConvFillError(Exception):
+    """Base class for every error the project raises on purpose."""
+
+
+class ConfigError(ConvFillError):
+    """Invalid options or arguments (bad value, unknown name)."""
+
+
+class UnknownReasonerError(ConfigError):
+    def __init__(self, name: str, valid: list[str]):
+        super().__init__(f"Unknown reasoner {name!r}. Valid reasoners: {', '.join(sorted(valid))}")
+        self.name, self.valid = name, valid
+
+
+class UnknownTalkerError(ConfigError):
+    def __init__(self, name: str, valid: list[str]):
+        super().__init__(f"Unknown talker runtime {name!r}. Valid runtimes: {', '.join(sorted(valid))}")
+        self.name, self.valid = name, valid
+
+
+class ReasonerError(ConvFillError):
+    """A Reasoner failed. `category` drives retry decisions and the honest phrase the Talker says.
+
+    Categories: missing_key, auth, rate_limit, timeout, network, malformed, server, unknown.
+    """
+
+    PERMANENT = frozenset({"missing_key", "auth", "malformed"})
+
+    def __init__(self, message: str, category: str = "unknown"):
+        super().__init__(message)
+        self.category = category
+
+    @property
+    def is_permanent(self) -> bool:
+        return self.category in self.PERMANENT
+
+
+class MissingKeyError(ReasonerError):
+    """No API key: the message names the environment variable to set, never a key."""
+
+    def __init__(self, provider: str, env_vars: tuple[str, ...]):
+        names = " or ".join(env_vars)
+        super().__init__(
+            f"No API key for {provider}. Set {names} in the environment (or paste a key in the app).",
+            category="missing_key",
+        )
+        self.provider, self.env_vars = provider, env_vars
+
+
+class TalkerLoadError(ConvFillError):
+    """A Talker model could not be found or loaded."""
+
+
+class InputError(ConvFillError):
+    """User input that cannot be used as is (empty, too long)."""

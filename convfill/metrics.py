@@ -1,0 +1,88 @@
+"""Latency metrics as a fold over a turn's events: the one place each latency formula exists.
+
+The CLI, the app's metrics panel, the benchmark and the evaluation harness all call `turn_metrics`.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+from .events import ChunkArrived, Event, FirstToken, PhraseEnded, PhraseStarted, TurnEnded
+
+
+@dataclass(frozen=True)
+class TurnMetrics:
+    """Per-turn latencies in ms (None when the turn never got there).
+
+    Parameters:
+        talker_ttft_ms: turn start -> first token of the first phrase.
+        reasoner_first_chunk_ms: turn start -> first knowledge chunk.
+        first_knowledge_phrase_ms: turn start -> first token of the first phrase made from a chunk.
+        chunk_to_phrase_lag_ms: mean of chunk arrival -> start of the phrase made from it.
+        n_fillers: phrases generated from `<sil>`.
+        n_knowledge_phrases: phrases generated from chunks.
+        n_chunks: knowledge chunks received.
+        total_ms: turn start -> turn end.
+        end_reason: why the turn ended.
+    """
+
+    talker_ttft_ms: float | None
+    reasoner_first_chunk_ms: float | None
+    first_knowledge_phrase_ms: float | None
+    chunk_to_phrase_lag_ms: float | None
+    n_fillers: int
+    n_knowledge_phrases: int
+    n_chunks: int
+    total_ms: float | None
+    end_reason: str | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def turn_metrics(events: Iterable[Event]) -> TurnMetrics:
+    """Fold one turn's events (in emission order) into `TurnMetrics`."""
+    events = list(events)
+    chunk_at = {e.chunk_index: e.t_ms for e in events if isinstance(e, ChunkArrived)}
+    started = {e.phrase_index: e for e in events if isinstance(e, PhraseStarted)}
+    first_tok = {e.phrase_index: e.t_ms for e in events if isinstance(e, FirstToken)}
+    ended = [e for e in events if isinstance(e, PhraseEnded)]
+    end = next((e for e in events if isinstance(e, TurnEnded)), None)
+    lags = [s.t_ms - chunk_at[s.chunk_index] for s in started.values()
+            if s.source == "chunk" and s.chunk_index in chunk_at]
+    knowledge_first = [first_tok[i] for i, s in started.items() if s.source == "chunk" and i in first_tok]
+    return TurnMetrics(
+        talker_ttft_ms=first_tok.get(0),
+        reasoner_first_chunk_ms=min(chunk_at.values()) if chunk_at else None,
+        first_knowledge_phrase_ms=min(knowledge_first) if knowledge_first else None,
+        chunk_to_phrase_lag_ms=round(statistics.fmean(lags), 3) if lags else None,
+        n_fillers=sum(1 for e in ended if e.source == "sil"),
+        n_knowledge_phrases=sum(1 for e in ended if e.source == "chunk"),
+        n_chunks=len(chunk_at),
+        total_ms=end.t_ms if end else None,
+        end_reason=end.reason if end else None,
+    )
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Linear-interpolated percentile (q in [0, 100]) of the non-None values; None when empty."""
+    xs = sorted(v for v in values if v is not None)
+    if not xs:
+        return None
+    k = (len(xs) - 1) * q / 100.0
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def summarize(values: Sequence[float | None]) -> dict:
+    """mean, std, p50, p95 and n of the non-None values (the columns of every latency table)."""
+    xs = [v for v in values if v is not None]
+    return {
+        "n": len(xs),
+        "mean": round(statistics.fmean(xs), 3) if xs else None,
+        "std": round(statistics.pstdev(xs), 3) if xs else None,
+        "p50": percentile(xs, 50),
+        "p95": percentile(xs, 95),
+    }

@@ -1,0 +1,51 @@
+"""Reasoner registry: a name -> class lookup, importing each provider module only when it is used.
+
+Adding a Reasoner is one module with a `Reasoner` subclass plus one line in `REASONERS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import UnknownReasonerError
+from .base import KNOWLEDGE_SYSTEM_PROMPT, Message, Reasoner, ReasonerRequest
+
+# name -> "module:Class"; optional SDKs are imported only when their Reasoner is built.
+REASONERS: dict[str, str] = {
+    "local": "convfill.reasoners.local:LocalReasoner",
+    "oracle": "convfill.reasoners.oracle:OracleReasoner",
+}
+
+
+def reasoner_class(name: str) -> type[Reasoner]:
+    try:
+        target = REASONERS[name]
+    except KeyError:
+        raise UnknownReasonerError(name, list(REASONERS)) from None
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def reasoner_status(name: str) -> dict:
+    """Whether Reasoner `name` can be used here, for the UI and `python -m convfill reasoners`.
+
+    A class may define `available() -> (bool, detail)` (e.g. "key present"); otherwise it is usable when
+    its module imports.
+    """
+    try:
+        cls = reasoner_class(name)
+    except ImportError as e:
+        return {"name": name, "usable": False, "detail": f"missing package: {e.name}"}
+    check = getattr(cls, "available", None)
+    usable, detail = check() if check else (True, "offline")
+    return {"name": name, "usable": usable, "detail": detail}
+
+
+def get_reasoner(name: str, **options) -> Reasoner:
+    """Build the Reasoner registered as `name` with its keyword options."""
+    return reasoner_class(name)(**options)
+
+
+__all__ = ["KNOWLEDGE_SYSTEM_PROMPT", "Message", "REASONERS", "Reasoner", "ReasonerRequest", "get_reasoner",
+           "reasoner_status",
+           "reasoner_class"]
