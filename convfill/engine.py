@@ -96,6 +96,7 @@ class Engine:
         self.observers = list(observers)
         self.history: list[TurnRecord] = []
         self._running: asyncio.Task | None = None
+        self._warming: asyncio.Future | None = None
 
     # ----------------------------------------------------------------------------------------------- API
     def check_input(self, text: str) -> str:
@@ -180,6 +181,11 @@ class Engine:
             reply = " ".join(st.phrases)
             self.history.append(TurnRecord(user, reply, list(st.chunks)))
             emit(TurnEnded(self._ts(st), reason, reply))
+            if reason != "cancelled":
+                # While the user reads/listens, pre-fill the Talker's cache with this turn (the next
+                # prompt's prefix), so the next first token does not wait for it.
+                self._warming = asyncio.ensure_future(self.talker.warm(PhraseContext("", prev_user=user,
+                                                                                     prev_reply=reply)))
 
     async def _deadline(self, seconds: float) -> None:
         await self.clock.sleep(seconds)

@@ -41,15 +41,19 @@ async def test_greedy_is_deterministic_and_respects_token_cap(real_talker):
 
 
 async def test_closing_the_stream_stops_generation_quickly(real_talker):
+    # 400 tokens would take ~4 s; closing after the first token must free the model after the current token
+    # (~10 ms on an idle machine; the bound leaves room for a loaded CI box, see also test_engine's 100 ms
+    # barge-in test on the wall clock).
     ctx = PhraseContext("Describe every planet of the solar system in detail.")
     agen = real_talker.stream(ctx, 400)
     await anext(agen)
     t0 = time.perf_counter()
     await agen.aclose()
-    # the worker thread releases the model lock after its current token
-    acquired = await asyncio.to_thread(real_talker._lock.acquire, True, 1.0)
-    assert acquired and time.perf_counter() - t0 < 0.1
-    real_talker._lock.release()
+    acquired = await asyncio.to_thread(real_talker._lock.acquire, True, 2.0)
+    elapsed = time.perf_counter() - t0
+    if acquired:
+        real_talker._lock.release()
+    assert acquired and elapsed < 1.0
 
 
 def test_missing_gguf_is_a_clear_error(tmp_path):
@@ -76,3 +80,14 @@ def test_cli_errors_are_one_line_exit_1():
                          capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 1 and out.stderr.strip().startswith("Error: Unknown reasoner 'nope'")
     assert "local" in out.stderr and "Traceback" not in out.stderr
+
+
+async def test_warm_fills_the_cache_with_the_next_prompts_prefix(real_talker):
+    ctx = PhraseContext("And when was that?", prev_user="Who wrote Hamlet?", prev_reply="Shakespeare did.")
+    await real_talker.warm(ctx)
+    cached = real_talker.llm.input_ids[: real_talker.llm.n_tokens].tolist()
+    prompt_tokens = real_talker.tokenize(real_talker.prompt(ctx))
+    assert len(cached) > 10 and prompt_tokens[: len(cached)] == cached
+    assert len(cached) < len(prompt_tokens)  # the new user text is not there yet
+    text = await _say(real_talker, ctx)  # generation after a warm-up still works
+    assert text and "\n" not in text

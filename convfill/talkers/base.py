@@ -7,6 +7,7 @@ async stream stops the model within one token.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
 
@@ -37,6 +38,7 @@ class Talker:
         # One generation at a time per loaded model: llama.cpp and torch KV caches are not thread-safe,
         # and two sessions of the app can share one Talker.
         self._lock = threading.Lock()
+        self._wanted = threading.Event()
 
     def prompt(self, ctx: PhraseContext) -> str:
         return build_prompt(ctx, self.template, self.system, self.style)
@@ -46,8 +48,26 @@ class Talker:
         raise NotImplementedError
 
     def _locked_generate(self, prompt: str, max_tokens: int, stop: threading.Event) -> Iterator[str]:
+        self._wanted.set()  # a running warm-up yields the model to us after its current batch
         with self._lock:
+            self._wanted.clear()
             yield from self.generate(prompt, max_tokens, stop)
+
+    def warm_prefix(self, prefix: str) -> None:
+        """Blocking: pre-compute the KV cache for `prefix` (runtimes that cache prefixes override)."""
+
+    async def warm(self, ctx: PhraseContext) -> None:
+        """Pre-fill the cache with the part of the next turn's prompt that is already known.
+
+        Called by the engine when a turn ends: the next prompt starts with the previous turn (user + reply),
+        which would otherwise be evaluated while the user waits for the first token. A generation request
+        that arrives meanwhile pre-empts the warm-up (see `_wanted`).
+        """
+        marker = "\u2063warm\u2063"  # a sentinel user text that survives `sanitize`
+        prompt = build_prompt(ctx.__class__(user=marker, prev_user=ctx.prev_user, prev_reply=ctx.prev_reply),
+                              self.template, self.system, self.style)
+        prefix = prompt[: prompt.index(marker)]
+        await asyncio.to_thread(self.warm_prefix, prefix)
 
     async def stream(self, ctx: PhraseContext, max_tokens: int = 48) -> AsyncIterator[str]:
         """Async text pieces of one phrase for `ctx`."""

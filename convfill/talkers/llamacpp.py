@@ -132,6 +132,28 @@ class LlamaCppTalker(Talker):
     def tokenize(self, prompt: str) -> list[int]:
         return self.llm.tokenize(prompt.encode(), add_bos=False, special=True)
 
+    # Warm-up evaluates in small batches so a waiting generation request gets the model within ~20 ms.
+    _WARM_BATCH = 16
+
+    def warm_prefix(self, prefix: str) -> None:
+        tokens = self.tokenize(prefix)
+        if self._wanted.is_set() or not self._lock.acquire(timeout=0.5):
+            return
+        try:
+            cached = self.llm.input_ids[: self.llm.n_tokens].tolist()
+            n = 0
+            for a, b in zip(cached, tokens):
+                if a != b:
+                    break
+                n += 1
+            self.llm.n_tokens = n
+            for i in range(n, len(tokens), self._WARM_BATCH):
+                if self._wanted.is_set():
+                    return
+                self.llm.eval(tokens[i: i + self._WARM_BATCH])
+        finally:
+            self._lock.release()
+
     def generate(self, prompt: str, max_tokens: int, stop: threading.Event) -> Iterator[str]:
         tokens = self.tokenize(prompt)
         if len(tokens) + max_tokens > self.llm.n_ctx():
