@@ -47,6 +47,12 @@ UTTERANCES = [
     "What should I pack for a four day hiking trip in the Scottish Highlands in late September when the weather can change quickly?",
     "Explain the rules of cricket to me like I have never watched a single sport in my life.",
     "Who painted the ceiling of the Sistine Chapel?",
+    "My daughter is starting university in another city this autumn and she has never cooked for herself, "
+    "so could you suggest five simple, cheap and healthy dinners she could make in a small kitchen with "
+    "only one pan?",
+    "Our company wants to move its customer support from email to live chat, and I need to "
+    "explain to the managers what staffing, training and software we would need, and how to measure "
+    "whether it is working, can you help?",
 ]
 
 
