@@ -156,6 +156,12 @@ def normalise(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s']", " ", text.lower().replace("’", "'")).split())
 
 
+def name_key(w: str) -> str:
+    """Lower-case, possessive-free form, so "Ramsay's" in a filler matches "Ramsay" in the user turn."""
+    w = w.lower().replace("’", "'")
+    return w[:-2] if w.endswith("'s") else w.rstrip("'")
+
+
 def words(text: str) -> list[str]:
     return [w.lower().replace("’", "'").strip("'-") for w in _WORD.findall(text)]
 
@@ -416,13 +422,13 @@ class Validator:
         self._filler_words.append(n)
         if n > self.max_filler_words:
             self._err("filler_long", f"filler has {n} words (> {self.max_filler_words}): {rs!r}", file, line, t, p)
-        vis = {w.lower().replace("’", "'") for w in _WORD.findall(visible)}
+        vis = {name_key(w) for w in _WORD.findall(visible)}
         # A number the user said may be restated ("an interview on Thursday at ten"); any other is invented.
-        nums = [w for w in number_words(FILLER_NUMBER_ALLOW.sub(" ", rs)) if w not in vis]
+        nums = [w for w in number_words(FILLER_NUMBER_ALLOW.sub(" ", rs)) if name_key(w) not in vis]
         if nums:
             self._err("filler_number", f"filler states a number {nums} not in the user turn or earlier text "
                       f"(fillers must not invent facts): {rs!r}", file, line, t, p)
-        names = [w for w in capitalised_non_initial(rs) if w.lower().replace("’", "'") not in vis]
+        names = [w for w in capitalised_non_initial(rs) if name_key(w) not in vis]
         if names:
             self._err("filler_name", f"filler names {names}, not in the user turn or earlier text: {rs!r}",
                       file, line, t, p)
