@@ -52,7 +52,7 @@ NUMBER_WORDS = {
 # Number-ish expressions a filler may use: they measure waiting or point at the request, not facts.
 FILLER_NUMBER_ALLOW = re.compile(
     r"\b(?:one|a|just a|half a) (?:moment|second|sec|minute|mo|tick)\b|\bone more\b|\b(?:this|that|which|"
-    r"each|the right|the best|a good|one|nice|good|fun|great|tricky|hard|easy|big|common|classic|popular) one\b|\bat once\b|\bfirst things first\b|\bsecond look\b|"
+    r"each|the right|the best|a good|one|nice|good|fun|great|tricky|hard|easy|big|common|classic|popular|interesting|tough|fair|simple) one\b|\bat once\b|\bfirst things first\b|\bsecond look\b|"
     r"\bone thing\b|\bone at a time\b|\bsecond guess", re.IGNORECASE)
 # Words that are capitalised without being names of anything the filler could invent.
 CAPITAL_OK = {"i", "i'm", "i'll", "i've", "i'd", "ok", "okay"}
