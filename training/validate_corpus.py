@@ -208,6 +208,36 @@ def number_words(text: str) -> list[str]:
     return [w for w in words(text) if w in NUMBER_WORDS or any(w.startswith(n + "-") for n in NUMBER_WORDS)]
 
 
+# Too often not a number at all ("one option", "a good first step", "check with a doctor first").
+AMBIGUOUS_NUMBER_WORDS = {"one", "first", "second"}
+
+
+def fact_words(text: str) -> list[str]:
+    """Lower-cased number words and capitalised non-initial words: what a phrase must not drop or invent."""
+    nums = [w for w in number_words(text) if w not in AMBIGUOUS_NUMBER_WORDS]
+    return nums + [name_key(x) for x in capitalised_non_initial(text)]
+
+
+def is_acronym_of(word: str, text: str) -> bool:
+    """True when `word` ("us", "cds") abbreviates consecutive words of `text` ("United States", "certificates
+    of deposit"); small function words may be skipped."""
+    letters = word.lower().rstrip("s") if len(word) > 2 and word.lower().endswith("s") else word.lower()
+    if not 2 <= len(letters) <= 5:
+        return False
+    ws = words(text)
+    for i in range(len(ws)):
+        j, k = i, 0
+        while j < len(ws) and k < len(letters):
+            if ws[j].startswith(letters[k]):
+                k += 1
+            elif k == 0 or ws[j] not in ("of", "and", "the", "for"):
+                break
+            j += 1
+        if k == len(letters):
+            return True
+    return False
+
+
 def stem(w: str) -> str:
     w = w.lower().replace("’", "'")
     if w.endswith("'s"):
@@ -440,15 +470,15 @@ class Validator:
             self._warn("low_coverage", f"phrase covers {cov:.0%} of the chunk's content words (missing "
                        f"{missing}): chunk={chunk!r} phrase={rs!r}", file, line, t, p)
         have = {stem(w) for w in words(rs)}
-        key_missing = [w for w in number_words(chunk) + [x.lower() for x in capitalised_non_initial(chunk)]
-                       if stem(w) not in have]
+        # A name already in the visible context may be referred to by pronoun ("It's in the Louvre").
+        seen = {stem(w) for w in words(visible)}
+        key_missing = [w for w in fact_words(chunk) if stem(w) not in have and stem(w) not in seen]
         if key_missing:
             self._warn("dropped_fact", f"chunk's names/numbers {key_missing} not in the phrase: chunk={chunk!r} "
                        f"phrase={rs!r}", file, line, t, p)
         src = {stem(w) for w in words(chunk + " " + visible)}
-        # "one" is too often a pronoun ("one option is...") to count as a stated number here.
-        added = [w for w in number_words(FILLER_NUMBER_ALLOW.sub(" ", rs)) if w != "one"]
-        added = [w for w in added + [x.lower() for x in capitalised_non_initial(rs)] if stem(w) not in src]
+        added = [w for w in fact_words(FILLER_NUMBER_ALLOW.sub(" ", rs))
+                 if stem(w) not in src and not is_acronym_of(w, chunk)]
         if added:
             self._warn("added_fact", f"phrase has names/numbers {added} not in its chunk or context: "
                        f"chunk={chunk!r} phrase={rs!r}", file, line, t, p)
