@@ -269,3 +269,20 @@ def test_seed_corpus_part_a_passes():
     assert rep.stats.conversations >= 75 and rep.stats.turns >= 600
     assert rep.stats.turns_with_mid_turn_sil >= 0.15 * rep.stats.turns
     assert rep.stats.filler_runs_2_3 > 0
+
+
+def test_acronyms_and_pronoun_references_are_not_fact_changes():
+    from training.validate_corpus import is_acronym_of
+
+    assert is_acronym_of("US", "In the United States, tyres are measured in PSI.")
+    assert is_acronym_of("CDs", "A savings account or certificates of deposit keep money safe.")
+    assert not is_acronym_of("K", "finishing a five kilometer race")
+    assert not is_acronym_of("UK", "In the United States it is PSI.")
+    conv = {"conversation": [
+        {"user": "Who painted the Mona Lisa?", "thoughts": ["Leonardo da Vinci painted the Mona Lisa."],
+         "response": ["That was Leonardo da Vinci."]},
+    ]}
+    rep = validate_objects([conv])
+    assert "dropped_fact" not in codes(rep, "warnings")  # the name is in the user turn
+    conv["conversation"][0]["user"] = "Who painted that famous portrait?"
+    assert "dropped_fact" in codes(validate_objects([conv]), "warnings")
