@@ -458,7 +458,8 @@ class Validator:
         if nums:
             self._err("filler_number", f"filler states a number {nums} not in the user turn or earlier text "
                       f"(fillers must not invent facts): {rs!r}", file, line, t, p)
-        names = [w for w in capitalised_non_initial(rs) if name_key(w) not in vis]
+        vis_stems = {stem(w) for w in vis}  # "Olympics" in a filler matches "Olympic" in the user turn
+        names = [w for w in capitalised_non_initial(rs) if name_key(w) not in vis and stem(w) not in vis_stems]
         if names:
             self._err("filler_name", f"filler names {names}, not in the user turn or earlier text: {rs!r}",
                       file, line, t, p)
