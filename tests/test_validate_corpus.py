@@ -23,7 +23,7 @@ def good_conv(domain="assistant"):
                              "<sil>", "Cool it in ice water right away to stop the cooking."],
                 "response": ["A soft yolk, let me think about timing.",
                              "About six minutes in boiling water gives you a soft, jammy yolk.",
-                             "And there's a trick for afterwards.",
+                             "And let me see what to do afterwards.",
                              "Then put it straight into ice water so it stops cooking."],
             },
             {
@@ -286,3 +286,19 @@ def test_acronyms_and_pronoun_references_are_not_fact_changes():
     assert "dropped_fact" not in codes(rep, "warnings")  # the name is in the user turn
     conv["conversation"][0]["user"] = "Who painted that famous portrait?"
     assert "dropped_fact" in codes(validate_objects([conv]), "warnings")
+
+
+def test_filler_that_confirms_or_previews_is_warned():
+    c = good_conv()
+    c["conversation"][0]["response"][0] = "Yes, six minutes is right."
+    assert "filler_confirms" in codes(validate_objects([c]), "warnings")
+    c = good_conv()
+    c["conversation"][0]["response"][2] = "There's also a trick with vinegar."
+    assert "filler_previews" in codes(validate_objects([c]), "warnings")
+    assert not validate_objects([good_conv()]).warnings
+
+
+def test_hedged_filler_is_not_a_preview():
+    c = good_conv()
+    c["conversation"][0]["response"][2] = "Let me see if there's another easy option."
+    assert not validate_objects([c]).warnings

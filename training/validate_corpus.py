@@ -54,6 +54,11 @@ FILLER_NUMBER_ALLOW = re.compile(
     r"\b(?:one|a|just a|half a) (?:moment|second|sec|minute|mo|tick)\b|\bone more\b|\b(?:this|that|which|"
     r"each|the right|the best|a good|one|nice|good|fun|great|tricky|hard|easy|big|common|classic|popular|interesting|tough|fair|simple) one\b|\bat once\b|\bfirst things first\b|\bsecond look\b|"
     r"\bone thing\b|\bone at a time\b|\bsecond guess", re.IGNORECASE)
+# A filler cannot know whether the user is right or what the next chunk holds: confirming the user ("yes,
+# they do") or previewing ("there's also a trick with salt") invents knowledge. Heuristic -> warnings.
+FILLER_CONFIRMS = re.compile(r"^\W*(?:yes|yep|exactly|correct|that's right|that is right|true)\b", re.IGNORECASE)
+FILLER_PREVIEWS = re.compile(r"(?<!if )(?<!whether )\bthere(?:'s| is| are) (?:also|a trick|one more|another|a neat|a simple|a common)\b",
+                             re.IGNORECASE)
 # Words that are capitalised without being names of anything the filler could invent.
 CAPITAL_OK = {"i", "i'm", "i'll", "i've", "i'd", "ok", "okay"}
 
@@ -458,6 +463,11 @@ class Validator:
         if nums:
             self._err("filler_number", f"filler states a number {nums} not in the user turn or earlier text "
                       f"(fillers must not invent facts): {rs!r}", file, line, t, p)
+        if FILLER_CONFIRMS.search(rs):
+            self._warn("filler_confirms", f"filler confirms something it cannot know: {rs!r}", file, line, t, p)
+        if FILLER_PREVIEWS.search(rs):
+            self._warn("filler_previews", f"filler promises content before any chunk has it: {rs!r}",
+                       file, line, t, p)
         vis_stems = {stem(w) for w in vis}  # "Olympics" in a filler matches "Olympic" in the user turn
         names = [w for w in capitalised_non_initial(rs) if name_key(w) not in vis and stem(w) not in vis_stems]
         if names:
