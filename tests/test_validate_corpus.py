@@ -300,3 +300,43 @@ def test_hedged_filler_is_not_a_preview():
     c = good_conv()
     c["conversation"][0]["response"][2] = "Let me see if there's another easy option."
     assert not validate_objects([c]).warnings
+
+
+def test_broken_conversation_is_not_counted_or_split():
+    rep = validate_objects([good_conv(), {"conversation": [{"user": "hi", "thoughts": ["<sil>"]}]}])
+    assert rep.stats.conversations == 1 and "structure" in codes(rep)
+
+
+@pytest.mark.parametrize("shape", ["predict", "judge", "callable"])
+def test_nli_adapter_accepts_common_judge_shapes(shape, monkeypatch, tmp_path, capsys):
+    """`--nli` uses labeling.nli.load_judge when a judge module exists; its API is not fixed yet, so the
+    adapter accepts a batch `predict`, a `judge(premise, hypothesis)` method, or a plain callable."""
+    import types
+
+    from training.validate_corpus import load_nli
+
+    def label(premise, hypothesis):
+        return "contradiction" if "twenty" in hypothesis else "entailment"
+
+    class Judge:
+        pass
+
+    judge = Judge()
+    if shape == "predict":
+        judge.predict = lambda pairs: [{"label": label(*pairs[0]), "score": 0.9}]
+    elif shape == "judge":
+        judge.judge = lambda p, h: types.SimpleNamespace(label=label(p, h).upper())
+    else:
+        judge = label
+    mod = types.ModuleType("labeling.nli")
+    mod.load_judge = lambda: judge
+    monkeypatch.setitem(sys.modules, "labeling.nli", mod)
+
+    fn, note = load_nli()
+    assert fn is not None and "NLI check on" in note
+    c = good_conv()
+    c["conversation"][0]["response"][1] = "About twenty minutes gives you a soft, jammy yolk."
+    f = tmp_path / "c.jsonl"
+    f.write_text(json.dumps(c) + "\n")
+    assert main([str(f), "--nli"]) == 1
+    assert "[nli_contradiction]" in capsys.readouterr().out
