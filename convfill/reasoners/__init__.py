@@ -8,12 +8,15 @@ from __future__ import annotations
 import importlib
 
 from ..errors import UnknownReasonerError
-from .base import KNOWLEDGE_SYSTEM_PROMPT, Message, Reasoner, ReasonerRequest
+from .base import DIRECT_SYSTEM_PROMPT, KNOWLEDGE_SYSTEM_PROMPT, Message, Reasoner, ReasonerRequest
 
 # name -> "module:Class"; optional SDKs are imported only when their Reasoner is built.
 REASONERS: dict[str, str] = {
     "local": "convfill.reasoners.local:LocalReasoner",
     "oracle": "convfill.reasoners.oracle:OracleReasoner",
+    "openai": "convfill.reasoners.openai:OpenAIReasoner",
+    "anthropic": "convfill.reasoners.anthropic:AnthropicReasoner",
+    "gemini": "convfill.reasoners.gemini:GeminiReasoner",
 }
 
 
@@ -46,6 +49,6 @@ def get_reasoner(name: str, **options) -> Reasoner:
     return reasoner_class(name)(**options)
 
 
-__all__ = ["KNOWLEDGE_SYSTEM_PROMPT", "Message", "REASONERS", "Reasoner", "ReasonerRequest", "get_reasoner",
+__all__ = ["DIRECT_SYSTEM_PROMPT", "KNOWLEDGE_SYSTEM_PROMPT", "Message", "REASONERS", "Reasoner", "ReasonerRequest", "get_reasoner",
            "reasoner_status",
            "reasoner_class"]
