@@ -73,8 +73,8 @@ class OpenAIWire:
 
     @staticmethod
     def error(status: int, kind: str | None, message: str) -> dict:
-        kind = kind or {401: "invalid_api_key", 403: "invalid_api_key", 429: "rate_limit_exceeded"}.get(
-            status, "server_error")
+        kind = kind or {401: "invalid_api_key", 403: "invalid_api_key", 404: "model_not_found",
+                        429: "rate_limit_exceeded"}.get(status, "server_error" if status >= 500 else "invalid_value")
         return {"error": {"message": message, "type": "invalid_request_error" if status < 429 else kind,
                           "param": None, "code": kind}}
 
@@ -183,7 +183,7 @@ class ProviderServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
         self._httpd.block_on_close = False
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def url(self) -> str:
