@@ -104,7 +104,8 @@ async def _run_turns(engine, texts, as_json: bool, deltas: bool) -> None:
 def cmd_turn(args) -> None:
     from .engine import Engine
 
-    engine = Engine(build_talker(args), build_reasoner(args), from_arguments(EngineConfig, args))
+    reasoner = build_reasoner(args)  # first: a missing key fails before the Talker model loads
+    engine = Engine(build_talker(args), reasoner, from_arguments(EngineConfig, args))
 
     async def main():
         try:
@@ -118,7 +119,8 @@ def cmd_turn(args) -> None:
 def cmd_chat(args) -> None:
     from .engine import Engine
 
-    engine = Engine(build_talker(args), build_reasoner(args), from_arguments(EngineConfig, args))
+    reasoner = build_reasoner(args)  # first: a missing key fails before the Talker model loads
+    engine = Engine(build_talker(args), reasoner, from_arguments(EngineConfig, args))
     print("ConvFill chat. Empty line or Ctrl-D to quit.", file=sys.stderr)
 
     async def loop():

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 from provider_wire import ProviderServer, Reply
@@ -28,6 +32,7 @@ PROVIDERS = ("openai", "anthropic", "gemini")
 KEYS = {"openai": "sk-test-Sup3rSecretKeyValue0042", "anthropic": "sk-ant-test-Sup3rSecretKeyValue0042",
         "gemini": "AIzaTestSup3rSecretKeyValue0042"}
 QUESTION = "Who wrote Pride and Prejudice?"
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(params=PROVIDERS)
@@ -381,3 +386,14 @@ def test_registry_and_cli_listing(capsys, monkeypatch):
 def test_bad_options_are_config_errors(bad):
     with pytest.raises(ConfigError):
         get_reasoner("anthropic", api_key="k", **bad)
+
+
+def test_cli_missing_key_is_one_line_naming_the_variable():
+    """Before any model loads, the CLI says which variable to set, in one line."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-m", "convfill", "turn", "hi", "--reasoner", "anthropic"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]  # one line, no traceback
+    assert "ANTHROPIC_API_KEY" in proc.stderr
