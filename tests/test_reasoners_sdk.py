@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from provider_wire import ProviderServer, Reply
+from provider_wire import DEFAULT_TEXTS, ProviderServer, Reply
 
 from convfill.config import EngineConfig
 from convfill.engine import Engine
@@ -397,3 +397,30 @@ def test_cli_missing_key_is_one_line_naming_the_variable():
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]  # one line, no traceback
     assert "ANTHROPIC_API_KEY" in proc.stderr
+
+
+async def test_reasoner_alone_baseline_times_the_first_token(server):
+    from convfill.reasoners.alone import answer_alone, build_direct_reasoner
+
+    server.script(Reply(first_byte_s=0.25, gap_s=0.05))
+    r = build_direct_reasoner(server.provider, base_url=server.url, api_key=KEYS[server.provider],
+                              max_retries=0)
+    try:
+        ans = await answer_alone(r, QUESTION)
+    finally:
+        await r.aclose()
+    assert sent(server)[0] == DIRECT_SYSTEM_PROMPT
+    assert ans.text == "".join(DEFAULT_TEXTS).strip()
+    assert 250 <= ans.ttft_ms < ans.total_ms  # the scripted first-byte delay, then the rest of the stream
+
+
+def test_reasoner_alone_cli(capsys):
+    from convfill.reasoners.alone import main
+
+    with ProviderServer("openai") as srv:
+        assert main([QUESTION, "--reasoner", "openai", "--base-url", srv.url, "--model", "m", "--rounds", "2",
+                     "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ttft_ms"]["n"] == 2 and len(out["answers"]) == 2
+    assert out["answers"][0]["text"].startswith("Jane Austen")
+    assert len(srv.requests) == 2
