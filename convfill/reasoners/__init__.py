@@ -49,6 +49,5 @@ def get_reasoner(name: str, **options) -> Reasoner:
     return reasoner_class(name)(**options)
 
 
-__all__ = ["DIRECT_SYSTEM_PROMPT", "KNOWLEDGE_SYSTEM_PROMPT", "Message", "REASONERS", "Reasoner", "ReasonerRequest", "get_reasoner",
-           "reasoner_status",
-           "reasoner_class"]
+__all__ = ["DIRECT_SYSTEM_PROMPT", "KNOWLEDGE_SYSTEM_PROMPT", "Message", "REASONERS", "Reasoner", "ReasonerRequest",
+           "get_reasoner", "reasoner_status", "reasoner_class"]
