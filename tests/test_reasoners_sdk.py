@@ -363,6 +363,7 @@ def test_available_probes_a_compatible_server():
     with ProviderServer("openai") as srv:
         ok, detail = OpenAIReasoner.available(base_url=srv.url)
         url = srv.url
+        assert reasoner_status("openai", base_url=url)["usable"]
     assert ok and "reachable" in detail
     t0 = time.monotonic()
     ok, detail = OpenAIReasoner.available(base_url=url)  # the server is gone now
@@ -424,3 +425,14 @@ def test_reasoner_alone_cli(capsys):
     assert out["ttft_ms"]["n"] == 2 and len(out["answers"]) == 2
     assert out["answers"][0]["text"].startswith("Jane Austen")
     assert len(srv.requests) == 2
+
+
+async def test_long_error_text_is_scrubbed_before_it_is_cut():
+    """A key straddling the message length limit must not leave a prefix behind."""
+    key = KEYS["gemini"]
+    with ProviderServer("gemini") as srv:
+        srv.script(Reply(status=500, error_message="x" * 225 + key))
+        async with reasoner_for(srv) as r:
+            events = await run_turn(engine_for(r), QUESTION)
+    (err,) = of_type(events, ErrorEvent)
+    assert key[:8] not in err.message and "xxxx" in err.message

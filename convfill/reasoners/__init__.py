@@ -29,18 +29,18 @@ def reasoner_class(name: str) -> type[Reasoner]:
     return getattr(importlib.import_module(module), cls)
 
 
-def reasoner_status(name: str) -> dict:
+def reasoner_status(name: str, **options) -> dict:
     """Whether Reasoner `name` can be used here, for the UI and `python -m convfill reasoners`.
 
-    A class may define `available() -> (bool, detail)` (e.g. "key present"); otherwise it is usable when
-    its module imports.
+    A class may define `available(**options) -> (bool, detail)` (e.g. "key present"; `openai` takes
+    `base_url=` to probe a server); otherwise it is usable when its module imports.
     """
     try:
         cls = reasoner_class(name)
     except ImportError as e:
         return {"name": name, "usable": False, "detail": f"missing package: {e.name}"}
     check = getattr(cls, "available", None)
-    usable, detail = check() if check else (True, "offline")
+    usable, detail = check(**options) if check else (True, "offline")
     return {"name": name, "usable": usable, "detail": detail}
 
 

@@ -212,7 +212,7 @@ def to_reasoner_error(e: BaseException, provider: str, key_hint: str | None = No
         msg += "." + (f" {key_hint}" if key_hint else "")
     else:
         detail = body.get("message") or getattr(e, "message", None) or (str(e) if status is None else "")
-        detail = " ".join(str(detail).split())[:_MAX_SERVER_TEXT]
+        detail = scrub(" ".join(str(detail).split()), secrets)[:_MAX_SERVER_TEXT]  # scrub, then cut
         if detail:
             msg += f": {detail}"
     return ReasonerError(scrub(msg, secrets), category)
@@ -302,8 +302,8 @@ class SDKReasoner(Reasoner):
         return self._client
 
     async def stream(self, request: ReasonerRequest) -> AsyncIterator[str]:
-        client = self._client_for_loop()
         try:
+            client = self._client_for_loop()
             # aclosing: when the engine cancels or closes us at a yield, the SDK stream's context managers
             # run now (closing the HTTP response), not whenever the generator is collected.
             async with aclosing(self._deltas(client, request)) as deltas:
