@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from contextlib import aclosing, nullcontext
 
 ABBREVIATIONS = frozenset(
     """mr mrs ms dr prof sr jr st mt ft vs etc e.g i.e cf al approx dept est fig inc ltd co corp jan feb mar
@@ -88,11 +89,15 @@ class SentenceChunker:
 
 
 async def chunk_stream(deltas: AsyncIterator[str]) -> AsyncIterator[str]:
-    """Async adapter: text deltas in, knowledge chunks out."""
+    """Async adapter: text deltas in, knowledge chunks out.
+
+    Closing this iterator closes `deltas` at once (a Reasoner's HTTP stream), not at garbage collection.
+    """
     ch = SentenceChunker()
-    async for d in deltas:
-        for c in ch.feed(d):
-            yield c
+    async with aclosing(deltas) if hasattr(deltas, "aclose") else nullcontext():
+        async for d in deltas:
+            for c in ch.feed(d):
+                yield c
     for c in ch.flush():
         yield c
 

@@ -35,6 +35,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--reasoner-gap", type=float, default=0.3, help="oracle: seconds between chunks")
     g.add_argument("--model", default=None, help="Reasoner model name (cloud/server Reasoners)")
     g.add_argument("--base-url", default=None, help="OpenAI-compatible server URL (reasoner openai)")
+    g.add_argument("--api-key-env", default=None,
+                   help="environment variable holding the key for --base-url (reasoner openai); the key "
+                        "itself is never a flag, so it stays out of shell history")
     add_arguments(p.add_argument_group("Engine"), EngineConfig)
 
 
@@ -59,7 +62,8 @@ def build_reasoner(args):
     elif name == "local":
         opts = {"delay_s": args.reasoner_delay or 0.0}
     else:
-        opts = {k: v for k, v in (("model", args.model), ("base_url", args.base_url)) if v}
+        opts = {k: v for k, v in (("model", args.model), ("base_url", args.base_url),
+                                  ("api_key_env", args.api_key_env)) if v}
     return get_reasoner(name, **opts)
 
 
@@ -79,6 +83,12 @@ def _print_event(ev: Event, as_json: bool, deltas: bool) -> None:
         print(f"[{ev.t_ms:7.0f} ms] turn ended: {ev.reason}", flush=True)
 
 
+async def _close_reasoner(engine) -> None:
+    # SDK clients own connection pools on this event loop: close them before asyncio.run closes the loop.
+    if engine.reasoner is not None:
+        await engine.reasoner.aclose()
+
+
 async def _run_turns(engine, texts, as_json: bool, deltas: bool) -> None:
     for text in texts:
         events = []
@@ -94,14 +104,23 @@ async def _run_turns(engine, texts, as_json: bool, deltas: bool) -> None:
 def cmd_turn(args) -> None:
     from .engine import Engine
 
-    engine = Engine(build_talker(args), build_reasoner(args), from_arguments(EngineConfig, args))
-    asyncio.run(_run_turns(engine, [args.text], args.json, args.deltas))
+    reasoner = build_reasoner(args)  # first: a missing key fails before the Talker model loads
+    engine = Engine(build_talker(args), reasoner, from_arguments(EngineConfig, args))
+
+    async def main():
+        try:
+            await _run_turns(engine, [args.text], args.json, args.deltas)
+        finally:
+            await _close_reasoner(engine)
+
+    asyncio.run(main())
 
 
 def cmd_chat(args) -> None:
     from .engine import Engine
 
-    engine = Engine(build_talker(args), build_reasoner(args), from_arguments(EngineConfig, args))
+    reasoner = build_reasoner(args)  # first: a missing key fails before the Talker model loads
+    engine = Engine(build_talker(args), reasoner, from_arguments(EngineConfig, args))
     print("ConvFill chat. Empty line or Ctrl-D to quit.", file=sys.stderr)
 
     async def loop():
@@ -117,7 +136,13 @@ def cmd_chat(args) -> None:
             except ConvFillError as e:
                 print(f"Error: {e}", file=sys.stderr)
 
-    asyncio.run(loop())
+    async def main():
+        try:
+            await loop()
+        finally:
+            await _close_reasoner(engine)
+
+    asyncio.run(main())
 
 
 def cmd_bench(args) -> None:

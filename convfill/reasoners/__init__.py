@@ -8,12 +8,15 @@ from __future__ import annotations
 import importlib
 
 from ..errors import UnknownReasonerError
-from .base import KNOWLEDGE_SYSTEM_PROMPT, Message, Reasoner, ReasonerRequest
+from .base import DIRECT_SYSTEM_PROMPT, KNOWLEDGE_SYSTEM_PROMPT, Message, Reasoner, ReasonerRequest
 
 # name -> "module:Class"; optional SDKs are imported only when their Reasoner is built.
 REASONERS: dict[str, str] = {
     "local": "convfill.reasoners.local:LocalReasoner",
     "oracle": "convfill.reasoners.oracle:OracleReasoner",
+    "openai": "convfill.reasoners.openai:OpenAIReasoner",
+    "anthropic": "convfill.reasoners.anthropic:AnthropicReasoner",
+    "gemini": "convfill.reasoners.gemini:GeminiReasoner",
 }
 
 
@@ -26,18 +29,18 @@ def reasoner_class(name: str) -> type[Reasoner]:
     return getattr(importlib.import_module(module), cls)
 
 
-def reasoner_status(name: str) -> dict:
+def reasoner_status(name: str, **options) -> dict:
     """Whether Reasoner `name` can be used here, for the UI and `python -m convfill reasoners`.
 
-    A class may define `available() -> (bool, detail)` (e.g. "key present"); otherwise it is usable when
-    its module imports.
+    A class may define `available(**options) -> (bool, detail)` (e.g. "key present"; `openai` takes
+    `base_url=` to probe a server); otherwise it is usable when its module imports.
     """
     try:
         cls = reasoner_class(name)
     except ImportError as e:
         return {"name": name, "usable": False, "detail": f"missing package: {e.name}"}
     check = getattr(cls, "available", None)
-    usable, detail = check() if check else (True, "offline")
+    usable, detail = check(**options) if check else (True, "offline")
     return {"name": name, "usable": usable, "detail": detail}
 
 
@@ -46,6 +49,5 @@ def get_reasoner(name: str, **options) -> Reasoner:
     return reasoner_class(name)(**options)
 
 
-__all__ = ["KNOWLEDGE_SYSTEM_PROMPT", "Message", "REASONERS", "Reasoner", "ReasonerRequest", "get_reasoner",
-           "reasoner_status",
-           "reasoner_class"]
+__all__ = ["DIRECT_SYSTEM_PROMPT", "KNOWLEDGE_SYSTEM_PROMPT", "Message", "REASONERS", "Reasoner", "ReasonerRequest",
+           "get_reasoner", "reasoner_status", "reasoner_class"]

@@ -19,6 +19,13 @@ KNOWLEDGE_SYSTEM_PROMPT = (
     "sentences."
 )
 
+# The Reasoner-alone baseline (evaluation): the large model answers the user itself, as a voice assistant
+# would, so its time to first token can be compared with the Talker's.
+DIRECT_SYSTEM_PROMPT = (
+    "You are a helpful voice assistant talking with the user. Answer conversationally and concisely, in "
+    "plain spoken sentences. Spell out numbers and symbols as words would be spoken. No lists, no markdown."
+)
+
 
 @dataclass(frozen=True)
 class Message:
