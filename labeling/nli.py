@@ -119,7 +119,8 @@ class NLIJudge:
     def __init__(self, model, tokenizer=None, *, model_id: str | None = None,
                  batch_size: int = DEFAULT_BATCH_SIZE, device: str = "cpu"):
         if isinstance(model, (str, os.PathLike)):
-            model_id = model_id or str(model)
+            local = Path(model).expanduser()
+            model_id = model_id or (str(local.resolve()) if local.exists() else str(model))
             model, tokenizer = self._load(str(model))
         if tokenizer is None:
             raise NLIError("NLIJudge needs a tokenizer when given a model object")
