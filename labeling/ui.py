@@ -255,8 +255,13 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
         label = "neutral" if has_scores else ANY
         flt = _filters(label, 0, 1, ANY, "todo_me", name)
         st, html_ = advance(st, name or None, flt)
-        return (name, gr.update(value=label), gr.update(choices=[ANY] + store.reasoners(), value=ANY),
+        return (gr.update(value=label), gr.update(choices=[ANY] + store.reasoners(), value=ANY),
                 *outputs(st, name or None, flt, "", html_))
+
+    def on_restore(saved, current):
+        # The browser's stored name arrives when the BrowserState mounts, which for a tab that is not shown
+        # first is after the page's load event: fill the box then, but never overwrite what was typed.
+        return current if (current or "").strip() else (saved or "")
 
     def on_judge_status():
         judge, msg = get_judge()
@@ -348,10 +353,10 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
 
     # ----------------------------------------------------------------------------------- events
     root = gr.context.Context.root_block
-    ev_load = root.load(on_load, [saved_name, session],
-                        [annotator, model_label, reasoner, *main_out])
+    ev_load = root.load(on_load, [saved_name, session], [model_label, reasoner, *main_out])
     ev_load.then(on_judge_status, None, judge_status)
     common = [annotator, *filter_inputs, session]
+    saved_name.change(on_restore, [saved_name, annotator], annotator).then(on_refresh, common, main_out)
     refresh.click(on_refresh, common, main_out)
     annotator.blur(on_name, common, [saved_name, *main_out])
     annotator.submit(on_name, common, [saved_name, *main_out])
