@@ -213,7 +213,7 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
         score_btn = gr.Button("Score unscored phrases", elem_id="lab-score")
         exp_jsonl = gr.Button("Export JSONL (training)", elem_id="lab-export-jsonl")
         exp_csv = gr.Button("Export CSV (all labels)", elem_id="lab-export-csv")
-    download = gr.File(label="Download export", interactive=False, height=90, elem_id="lab-download")
+    download = gr.File(label="Download export", interactive=False, visible=False, elem_id="lab-download")
 
     filter_inputs = [model_label, min_score, max_score, reasoner, show]
 
@@ -328,20 +328,21 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
         return outputs(st, name, flt, f"Undid your label on phrase #{pid} ({back}).",
                        _card(store.item(pid, name), st["nonce"]))
 
-    def on_score(name, ml, lo, hi, rs, sh, st, progress_bar=gr.Progress()):
+    def on_score(name, ml, lo, hi, rs, sh, progress_bar=gr.Progress()):
         from .scoring import score_unscored
 
+        name = (name or "").strip() or None
+        flt = _filters(ml, lo, hi, rs, sh, name)
         judge, msg = get_judge()
         if judge is None:
-            return (f"**No NLI model is available.** {msg}", *on_refresh(name, ml, lo, hi, rs, sh, st))
+            return f"**No NLI model is available.** {msg}", progress_md(name, flt), "Nothing was scored."
         progress_bar(0, desc=f"Scoring with {judge.model_id}")
         t0 = time.monotonic()
         counts = score_unscored(store, judge)
         done = sum(counts.values())
-        out = on_refresh(name, ml, lo, hi, rs, sh, st)
         summary = ", ".join(f"{k} {counts.get(k, 0)}" for k in LABELS)
-        return (f"{msg}. Scored {done} phrases in {time.monotonic() - t0:.1f} s ({summary}).", *out[:3],
-                f"Scored {done} phrases.", *out[4:])
+        return (f"{msg}. Scored {done} phrases in {time.monotonic() - t0:.1f} s ({summary}).",
+                progress_md(name, flt), f"Scored {done} phrases.")
 
     def on_export(fmt):
         folder = Path(tempfile.mkdtemp(prefix="convfill-export-"))  # Gradio serves files from the temp dir
@@ -349,22 +350,28 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
         s = (export_jsonl if fmt == "jsonl" else export_csv)(store, out)
         msg = (f"Exported {s.conversations} conversations / {s.phrases} acceptable phrases "
                f"({s.dropped} dropped)." if fmt == "jsonl" else f"Exported {s.rows} rows about {s.phrases} phrases.")
-        return str(out), msg
+        return gr.update(value=str(out), visible=True), msg
 
     # ----------------------------------------------------------------------------------- events
+    # Race: every handler below reads and writes the per-browser `session` (server-side gr.State). One
+    # concurrency group with limit 1 runs them one at a time in arrival order, so a refresh can never hand
+    # back a stale copy over a label that was saved in between, and "multiple" lets quick key presses on
+    # the same button queue up instead of being dropped while the previous one is answered.
+    serial = {"concurrency_id": "labeling-session", "concurrency_limit": 1, "trigger_mode": "multiple"}
     root = gr.context.Context.root_block
-    ev_load = root.load(on_load, [saved_name, session], [model_label, reasoner, *main_out])
+    ev_load = root.load(on_load, [saved_name, session], [model_label, reasoner, *main_out], **serial)
     ev_load.then(on_judge_status, None, judge_status)
     common = [annotator, *filter_inputs, session]
-    saved_name.change(on_restore, [saved_name, annotator], annotator).then(on_refresh, common, main_out)
-    refresh.click(on_refresh, common, main_out)
-    annotator.blur(on_name, common, [saved_name, *main_out])
-    annotator.submit(on_name, common, [saved_name, *main_out])
+    saved_name.change(on_restore, [saved_name, annotator], annotator, **serial)
+    refresh.click(on_refresh, common, main_out, **serial)
+    annotator.change(on_name, common, [saved_name, *main_out], **{**serial, "trigger_mode": "always_last"})
     for btn, lab in ((b_ent, "entailment"), (b_neu, "neutral"), (b_con, "contradiction"), (b_acc, "accept")):
-        btn.click(lambda *a, _lab=lab: do_label(_lab, *a), [annotator, *filter_inputs, note, session], main_out)
-    b_skip.click(on_skip, common, main_out)
-    b_undo.click(on_undo, common, main_out)
-    score_btn.click(on_score, common, [judge_status, *main_out])
+        btn.click(lambda *a, _lab=lab: do_label(_lab, *a), [annotator, *filter_inputs, note, session], main_out,
+                  **serial)
+    b_skip.click(on_skip, common, main_out, **serial)
+    b_undo.click(on_undo, common, main_out, **serial)
+    score_btn.click(on_score, [annotator, *filter_inputs], [judge_status, progress, status],
+                    concurrency_id="labeling-score").then(on_refresh, common, main_out, **serial)
     exp_jsonl.click(lambda: on_export("jsonl"), None, [download, status])
     exp_csv.click(lambda: on_export("csv"), None, [download, status])
     return {"annotator": annotator, "card": card, "progress": progress, "status": status,

@@ -82,8 +82,6 @@ def _wait_labels(store, annotator, n, timeout=30.0):
 
 
 def test_keyboard_labeling_lands_in_the_database(tmp_path, browser, monkeypatch):
-    from labeling.nli import NLIJudge
-    from labeling.scoring import score_unscored
     from labeling.store import LabelStore
 
     model = build_tiny_nli(tmp_path / "tiny", bias_to="neutral")
@@ -91,14 +89,17 @@ def test_keyboard_labeling_lands_in_the_database(tmp_path, browser, monkeypatch)
     store = LabelStore(tmp_path / "lab.db")
     (tmp_path / "c.jsonl").write_text(json.dumps(CONV) + "\n")
     store.import_convfill(tmp_path / "c.jsonl")
-    score_unscored(store, NLIJudge(str(model)))
-    queue = store.queue()  # default queue: what the model called neutral (all 5 here)
-    assert len(queue) == 5
     demo, url = _launch(store)
     try:
         page = browser.new_page(viewport={"width": 1200, "height": 1300})
         _open_tab(page, url)
         assert str(model.resolve()) in page.inner_text("#lab-judge-status")
+        page.locator("#lab-score").click()  # the tab runs the judge over the unscored phrases
+        page.wait_for_function("document.querySelector('#lab-judge-status').innerText.includes('Scored 5 phrases')",
+                               timeout=60_000)
+        assert store.db["suggestions"].count == 5
+        queue = store.queue()  # what the model called neutral (all 5 with this biased head)
+        assert len(queue) == 5
         assert "5 in this queue" in page.inner_text("#lab-progress")
         _set_name(page, "ada")
         first_text = store.item(queue[0])["text"]
@@ -132,7 +133,8 @@ def test_keyboard_labeling_lands_in_the_database(tmp_path, browser, monkeypatch)
         assert len(store.labels(annotator="ada")) == 2
 
         page.locator("#lab-export-jsonl").click()
-        page.wait_for_function("document.querySelector('#lab-download').innerText.includes('.jsonl')",
+        page.wait_for_function("(document.querySelector('#lab-download') || {innerText: ''}).innerText"
+                               ".includes('.jsonl')",
                                timeout=30_000)
 
         page.reload()  # the annotator name is remembered by the browser
