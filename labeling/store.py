@@ -358,23 +358,10 @@ class LabelStore:
         r["probs"] = json.loads(r["probs"] or "{}")
         return r
 
-    def queue(self, *, model_label: str | None = "neutral", min_score: float = 0.0, max_score: float = 1.0,
-              reasoner: str | None = None, annotated: bool | None = False, annotator: str | None = None,
-              model_id: str | None = None, exclude: Sequence[int] = (), limit: int = 50) -> list[int]:
-        """Phrase ids to label next, oldest first.
-
-        Args:
-            model_label: only phrases whose latest suggestion has this label ("entailment", "neutral",
-                "contradiction"); "unscored" for phrases no model judged; None or "any" for all.
-            min_score, max_score: range of the suggestion's score = the probability of its own label.
-            reasoner: only turns answered by this Reasoner name.
-            annotated: False = not labeled yet (by `annotator`, or by anybody when None); True = already
-                labeled (by `annotator`, or by anybody); None = either.
-            annotator: whose labels `annotated` refers to.
-            model_id: use this model's suggestions instead of the latest of any model.
-            exclude: phrase ids to leave out (skipped ones).
-            limit: at most this many ids.
-        """
+    def _queue_where(self, model_label: str | None = "neutral", min_score: float = 0.0, max_score: float = 1.0,
+                     reasoner: str | None = None, annotated: bool | None = False, annotator: str | None = None,
+                     model_id: str | None = None, exclude: Sequence[int] = ()) -> tuple[str, list]:
+        """FROM ... WHERE ... of the queue and its parameters (shared by `queue` and `queue_count`)."""
         where, params = [_LABELABLE], []
         sub = "select max(s2.id) from suggestions s2 where s2.phrase_id = p.id"
         if model_id:
@@ -389,8 +376,8 @@ class LabelStore:
         if min_score > 0 or max_score < 1:
             where.append("json_extract(s.probs, '$.' || s.label) between ? and ?")
             params += [float(min_score), float(max_score)]
-        if reasoner:
-            where.append("json_extract(t.reasoner, '$.reasoner') = ?")
+        if reasoner:  # the join to turns is only paid for when filtering on it
+            where.append("p.turn_id in (select id from turns where json_extract(reasoner, '$.reasoner') = ?)")
             params.append(reasoner)
         if annotated is not None:
             cond = "exists (select 1 from labels l where l.phrase_id = p.id" + \
@@ -401,9 +388,31 @@ class LabelStore:
         if exclude:
             where.append(f"p.id not in ({','.join('?' * len(exclude))})")
             params += list(exclude)
-        sql = (f"select p.id from phrases p join turns t on t.id = p.turn_id "
-               f"left join suggestions s on s.id = ({sub}) where {' and '.join(where)} order by p.id limit ?")
-        return [r[0] for r in self.db.execute(sql, params + [int(limit)])]
+        return (f"from phrases p left join suggestions s on s.id = ({sub}) where {' and '.join(where)}", params)
+
+    def queue(self, *, limit: int = 50, **filters) -> list[int]:
+        """Phrase ids to label next, oldest first.
+
+        Args:
+            limit: at most this many ids.
+            model_label: only phrases whose latest suggestion has this label ("entailment", "neutral",
+                "contradiction"; default "neutral"); "unscored" for phrases no model judged; None or "any"
+                for all.
+            min_score, max_score: range of the suggestion's score = the probability of its own label.
+            reasoner: only turns answered by this Reasoner name.
+            annotated: False (default) = not labeled yet (by `annotator`, or by anybody when None); True =
+                already labeled (by `annotator`, or by anybody); None = either.
+            annotator: whose labels `annotated` refers to.
+            model_id: use this model's suggestions instead of the latest of any model.
+            exclude: phrase ids to leave out (skipped ones).
+        """
+        sql, params = self._queue_where(**filters)
+        return [r[0] for r in self.db.execute(f"select p.id {sql} order by p.id limit ?", params + [int(limit)])]
+
+    def queue_count(self, **filters) -> int:
+        """How many phrases `queue(**filters)` would return without a limit."""
+        sql, params = self._queue_where(**filters)
+        return self.db.execute(f"select count(*) {sql}", params).fetchone()[0]
 
     def item(self, phrase_id: int, annotator: str | None = None) -> dict | None:
         """Everything the labeling tab shows for one phrase (None when it does not exist)."""
@@ -522,15 +531,20 @@ class LabelStore:
             out.setdefault(a, {})[pid] = lab
         return out
 
-    def progress(self, annotator: str | None = None) -> Progress:
-        """How much is labeled, by `annotator` and by everybody."""
+    def label_counts(self, annotator: str | None = None) -> tuple[int, int, int]:
+        """(labels by `annotator`, phrases labeled by anybody, annotators): index-only, cheap per key press."""
         one = lambda sql, p=(): self.db.execute(sql, list(p)).fetchone()[0]  # noqa: E731
-        return Progress(
-            mine=one("select count(*) from labels where annotator = ?", [annotator]) if annotator else 0,
-            labeled=one("select count(distinct phrase_id) from labels"),
-            total=one(f"select count(*) from phrases p where {_LABELABLE}"),
-            scored=one("select count(distinct phrase_id) from suggestions"),
-            annotators=one("select count(distinct annotator) from labels"))
+        return (one("select count(*) from labels where annotator = ?", [annotator]) if annotator else 0,
+                one("select count(distinct phrase_id) from labels"),
+                one("select count(distinct annotator) from labels"))
+
+    def progress(self, annotator: str | None = None) -> Progress:
+        """How much is labeled, by `annotator` and by everybody (scans all phrases: not per key press)."""
+        mine, labeled, annotators = self.label_counts(annotator)
+        one = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731
+        return Progress(mine=mine, labeled=labeled, annotators=annotators,
+                        total=one(f"select count(*) from phrases p where {_LABELABLE}"),
+                        scored=one("select count(distinct phrase_id) from suggestions"))
 
     def reasoners(self) -> list[str]:
         """Reasoner names that answered stored turns (for the queue filter)."""

@@ -218,12 +218,18 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
     filter_inputs = [model_label, min_score, max_score, reasoner, show]
 
     # ----------------------------------------------------------------------------------- helpers
-    def progress_md(name: str | None, flt: dict) -> str:
-        p = store.progress(name)
-        left = len(store.queue(**flt, limit=1_000_000))
-        mine = f"**You ({_e(name)})**: {p.mine} labeled · " if name else "**Type your name to label.** · "
-        return (f"{mine}**All**: {p.labeled}/{p.total} phrases labeled by {p.annotators} "
-                f"{'person' if p.annotators == 1 else 'people'} · {p.scored} scored by a model · "
+    def progress_md(name: str | None, flt: dict, st: dict, recount: bool = False) -> str:
+        # Counting the whole queue and all phrases scans every phrase (about 1 s at the dataset's 290k), so
+        # those counts are taken on load / refresh / filter change and kept in the session; a key press only
+        # runs the indexed label counts and adjusts the queue count by what this person did.
+        if recount or "left" not in st:
+            p = store.progress(name)
+            st.update(total=p.total, scored=p.scored, left=store.queue_count(**flt, exclude=st["seen"]))
+        mine, labeled, people = store.label_counts(name)
+        who = f"**You ({_e(name)})**: {mine} labeled · " if name else "**Type your name to label.** · "
+        left = max(0, st["left"])
+        return (f"{who}**All**: {labeled}/{st['total']} phrases labeled by {people} "
+                f"{'person' if people == 1 else 'people'} · {st['scored']} scored by a model · "
                 f"**{left}** in this queue")
 
     def agreement_md() -> str:
@@ -242,8 +248,10 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
         item = store.item(ids[0], name) if ids else None
         return st, _card(item, st["nonce"], message)
 
-    def outputs(st, name, flt, msg, card_html, clear_note=False):
-        return (st, card_html, progress_md(name, flt), msg, agreement_md(),
+    def outputs(st, name, flt, msg, card_html, clear_note=False, recount=False):
+        st = dict(st)
+        prog = progress_md(name, flt, st, recount)
+        return (st, card_html, prog, msg, agreement_md() if recount else gr.skip(),
                 "" if clear_note else gr.skip())
 
     main_out = [session, card, progress, status, agreement, note]
@@ -256,7 +264,7 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
         flt = _filters(label, 0, 1, ANY, "todo_me", name)
         st, html_ = advance(st, name or None, flt)
         return (gr.update(value=label), gr.update(choices=[ANY] + store.reasoners(), value=ANY),
-                *outputs(st, name or None, flt, "", html_))
+                *outputs(st, name or None, flt, "", html_, recount=True))
 
     def on_restore(saved, current):
         # The browser's stored name arrives when the BrowserState mounts, which for a tab that is not shown
@@ -271,7 +279,7 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
         name = (name or "").strip() or None
         flt = _filters(ml, lo, hi, rs, sh, name)
         st, html_ = advance(st, name, flt)
-        return outputs(st, name, flt, "", html_)
+        return outputs(st, name, flt, "", html_, recount=True)
 
     def on_name(name, ml, lo, hi, rs, sh, st):
         return ((name or "").strip(), *on_refresh(name, ml, lo, hi, rs, sh, st))
@@ -297,7 +305,7 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
             st = {**st, "nonce": st["nonce"] + 1}
             return outputs(st, name or None, flt, f"**Not saved:** {_e(e)}", _card(store.item(pid), st["nonce"]))
         verb = {"set": "labeled", "update": f"changed from {r['previous']} to", "unchanged": "kept as"}[r["action"]]
-        st = {**st, "seen": st["seen"] + [pid], "undo": (st["undo"] + [pid])[-200:]}
+        st = {**st, "seen": st["seen"] + [pid], "undo": (st["undo"] + [pid])[-200:], "left": st.get("left", 1) - 1}
         st, html_ = advance(st, name, flt)
         return outputs(st, name, flt, f"Phrase #{pid} {verb} **{r['label']}**.", html_, clear_note=True)
 
@@ -305,7 +313,8 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
         name = (name or "").strip() or None
         flt = _filters(ml, lo, hi, rs, sh, name)
         pid = st.get("current")
-        st = {**st, "seen": st["seen"] + ([pid] if pid is not None else [])}
+        if pid is not None:
+            st = {**st, "seen": st["seen"] + [pid], "left": st.get("left", 1) - 1}
         st, html_ = advance(st, name, flt)
         return outputs(st, name, flt, f"Skipped phrase #{pid}." if pid is not None else "", html_)
 
@@ -323,26 +332,24 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
             st = {**st, "nonce": st["nonce"] + 1}
             return outputs(st, name or None, flt, f"**Not undone:** {_e(e)}", _card(store.item(pid), st["nonce"]))
         st = {**st, "undo": st["undo"][:-1], "seen": [x for x in st["seen"] if x != pid], "current": pid,
-              "nonce": st["nonce"] + 1}
+              "nonce": st["nonce"] + 1, "left": st.get("left", 0) + 1}
         back = "removed" if r is None or r["label"] is None else f"back to **{r['label']}**"
         return outputs(st, name, flt, f"Undid your label on phrase #{pid} ({back}).",
                        _card(store.item(pid, name), st["nonce"]))
 
-    def on_score(name, ml, lo, hi, rs, sh, progress_bar=gr.Progress()):
+    def on_score(progress_bar=gr.Progress()):
         from .scoring import score_unscored
 
-        name = (name or "").strip() or None
-        flt = _filters(ml, lo, hi, rs, sh, name)
         judge, msg = get_judge()
         if judge is None:
-            return f"**No NLI model is available.** {msg}", progress_md(name, flt), "Nothing was scored."
+            return f"**No NLI model is available.** {msg}", "Nothing was scored."
         progress_bar(0, desc=f"Scoring with {judge.model_id}")
         t0 = time.monotonic()
         counts = score_unscored(store, judge)
         done = sum(counts.values())
         summary = ", ".join(f"{k} {counts.get(k, 0)}" for k in LABELS)
         return (f"{msg}. Scored {done} phrases in {time.monotonic() - t0:.1f} s ({summary}).",
-                progress_md(name, flt), f"Scored {done} phrases.")
+                f"Scored {done} phrases.")
 
     def on_export(fmt):
         folder = Path(tempfile.mkdtemp(prefix="convfill-export-"))  # Gradio serves files from the temp dir
@@ -370,7 +377,7 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
                   **serial)
     b_skip.click(on_skip, common, main_out, **serial)
     b_undo.click(on_undo, common, main_out, **serial)
-    score_btn.click(on_score, [annotator, *filter_inputs], [judge_status, progress, status],
+    score_btn.click(on_score, None, [judge_status, status],
                     concurrency_id="labeling-score").then(on_refresh, common, main_out, **serial)
     exp_jsonl.click(lambda: on_export("jsonl"), None, [download, status])
     exp_csv.click(lambda: on_export("csv"), None, [download, status])

@@ -57,17 +57,22 @@ def browser():
 def _open_tab(page, url):
     page.goto(url)
     page.get_by_role("tab", name="Labeling").click()
-    page.wait_for_function("document.querySelector('#lab-progress').innerText.includes('All')", timeout=60_000)
-    page.wait_for_function("!document.querySelector('#lab-judge-status').innerText.includes('Checking')",
-                           timeout=120_000)
+    _wait_text(page, "#lab-progress", "All", timeout=60_000)
+    _wait_text(page, "#lab-judge-status", "Checking", timeout=120_000, absent=True)
+
+
+def _wait_text(page, selector, text, timeout=30_000, absent=False):
+    """Wait until the element exists and its text contains (or, with absent, no longer contains) `text`."""
+    page.wait_for_function(
+        "([sel, text, absent]) => { const el = document.querySelector(sel);"
+        " return !!el && el.innerText.includes(text) !== absent; }", arg=[selector, text, absent], timeout=timeout)
 
 
 def _set_name(page, name):
     box = page.locator("#lab-annotator textarea, #lab-annotator input").first
     box.fill(name)
     box.press("Enter")
-    page.wait_for_function(f"document.querySelector('#lab-progress').innerText.includes('You ({name})')",
-                           timeout=30_000)
+    _wait_text(page, "#lab-progress", f"You ({name})", timeout=30_000)
     page.locator("#lab-card").click()  # focus leaves the text box: keys now label
 
 
@@ -95,8 +100,7 @@ def test_keyboard_labeling_lands_in_the_database(tmp_path, browser, monkeypatch)
         _open_tab(page, url)
         assert str(model.resolve()) in page.inner_text("#lab-judge-status")
         page.locator("#lab-score").click()  # the tab runs the judge over the unscored phrases
-        page.wait_for_function("document.querySelector('#lab-judge-status').innerText.includes('Scored 5 phrases')",
-                               timeout=60_000)
+        _wait_text(page, "#lab-judge-status", "Scored 5 phrases", timeout=60_000)
         assert store.db["suggestions"].count == 5
         queue = store.queue()  # what the model called neutral (all 5 with this biased head)
         assert len(queue) == 5
@@ -110,20 +114,18 @@ def test_keyboard_labeling_lands_in_the_database(tmp_path, browser, monkeypatch)
         got = _wait_labels(store, "ada", 3)
         assert {g["phrase_id"]: g["label"] for g in got} == {
             queue[0]: "entailment", queue[1]: "contradiction", queue[2]: "neutral"}  # Enter = the suggestion
-        page.wait_for_function("document.querySelector('#lab-progress').innerText.includes('(ada): 3 labeled')",
-                               timeout=30_000)
+        _wait_text(page, "#lab-progress", "(ada): 3 labeled", timeout=30_000)
         assert store.item(queue[3])["text"] in page.inner_text("#lab-card")
         page.screenshot(path=str(tmp_path / "labeling.png"), full_page=True)
 
         page.keyboard.press("u")  # undo the last label: phrase 3 is shown again, unlabeled
-        page.wait_for_function("document.querySelector('#lab-status').innerText.includes('Undid')", timeout=30_000)
+        _wait_text(page, "#lab-status", "Undid", timeout=30_000)
         assert {g["phrase_id"] for g in _wait_labels(store, "ada", 2)} == {queue[0], queue[1]}
         assert store.item(queue[2])["text"] in page.inner_text("#lab-card")
         assert [h["action"] for h in store.label_history(queue[2], "ada")] == ["set", "undo"]
 
         page.keyboard.press("s")  # skip: the next phrase comes, nothing is written
-        page.wait_for_function("document.querySelector('#lab-status').innerText.includes('Skipped')",
-                               timeout=30_000)
+        _wait_text(page, "#lab-status", "Skipped", timeout=30_000)
         assert store.item(queue[3])["text"] in page.inner_text("#lab-card")
         assert len(store.labels(annotator="ada")) == 2
 
@@ -133,14 +135,11 @@ def test_keyboard_labeling_lands_in_the_database(tmp_path, browser, monkeypatch)
         assert len(store.labels(annotator="ada")) == 2
 
         page.locator("#lab-export-jsonl").click()
-        page.wait_for_function("(document.querySelector('#lab-download') || {innerText: ''}).innerText"
-                               ".includes('.jsonl')",
-                               timeout=30_000)
+        _wait_text(page, "#lab-download", ".jsonl")
 
         page.reload()  # the annotator name is remembered by the browser
         page.get_by_role("tab", name="Labeling").click()
-        page.wait_for_function("document.querySelector('#lab-progress').innerText.includes('You (ada): 2')",
-                               timeout=60_000)
+        _wait_text(page, "#lab-progress", "You (ada): 2", timeout=60_000)
         box = page.locator("#lab-annotator textarea, #lab-annotator input").first
         assert box.input_value() == "ada"
     finally:
@@ -162,12 +161,10 @@ def test_tab_without_nli_model_says_so_and_still_labels(tmp_path, browser):
         assert "No NLI model is available" in page.inner_text("#lab-judge-status")
         assert "5 in this queue" in page.inner_text("#lab-progress")  # unscored phrases are all shown
         page.locator("#lab-score").click()
-        page.wait_for_function("document.querySelector('#lab-judge-status').innerText.includes('HF_HUB_OFFLINE')",
-                               timeout=30_000)
+        _wait_text(page, "#lab-judge-status", "HF_HUB_OFFLINE", timeout=30_000)
         _set_name(page, "bob")
         page.keyboard.press("Enter")  # no suggestion: nothing is written, the page says why
-        page.wait_for_function("document.querySelector('#lab-status').innerText.includes('No model suggestion')",
-                               timeout=30_000)
+        _wait_text(page, "#lab-status", "No model suggestion", timeout=30_000)
         page.keyboard.press("2")
         got = _wait_labels(store, "bob", 1)
         assert [(g["phrase_id"], g["label"]) for g in got] == [(store.queue(model_label=None, annotated=None)[0],
