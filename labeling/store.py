@@ -30,7 +30,7 @@ from convfill.events import (ChunkArrived, Event, FirstToken, PhraseDelta, Phras
 from convfill.metrics import turn_metrics
 
 from .migrations import migrate
-from .nli import LABELS, NLIPair, Suggestion, normalize_label, premise_for
+from .nli import NLIPair, Suggestion, normalize_label, premise_for
 
 BUSY_TIMEOUT_MS = 10_000  # how long a writer waits for another writer's lock before StoreError
 _SECRET_KEYS = ("api_key", "key", "token", "secret", "password", "authorization")

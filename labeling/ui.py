@@ -176,6 +176,8 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
             return judge_cache["judge"], judge_cache["message"]
 
     gr.HTML(f"<style>{CSS}</style>", padding=False)
+    # A fixed key and secret (the name is not sensitive) so the stored name survives server restarts; a
+    # random per-process secret would make yesterday's value unreadable.
     saved_name = gr.BrowserState("", storage_key="convfill-labeling-annotator", secret="convfill-labeling")
     session = gr.State({"current": None, "seen": [], "undo": [], "nonce": 0})
     with gr.Row():
@@ -207,7 +209,7 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
     status = gr.Markdown("", elem_id="lab-status")
     with gr.Accordion("Guidelines", open=False):
         gr.Markdown(GUIDELINES)
-    with gr.Accordion("Agreement between annotators", open=False):
+    with gr.Accordion("Agreement between annotators", open=True):
         agreement = gr.Markdown("", elem_id="lab-agreement")
     with gr.Row():
         score_btn = gr.Button("Score unscored phrases", elem_id="lab-score")
@@ -371,6 +373,10 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
     common = [annotator, *filter_inputs, session]
     saved_name.change(on_restore, [saved_name, annotator], annotator, **serial)
     refresh.click(on_refresh, common, main_out, **serial)
+    for f in (model_label, show, reasoner):
+        f.input(on_refresh, common, main_out, **serial)
+    for f in (min_score, max_score):
+        f.release(on_refresh, common, main_out, **serial)
     annotator.change(on_name, common, [saved_name, *main_out], **{**serial, "trigger_mode": "always_last"})
     for btn, lab in ((b_ent, "entailment"), (b_neu, "neutral"), (b_con, "contradiction"), (b_acc, "accept")):
         btn.click(lambda *a, _lab=lab: do_label(_lab, *a), [annotator, *filter_inputs, note, session], main_out,
