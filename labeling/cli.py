@@ -18,10 +18,17 @@ from convfill.errors import ConvFillError, InputError
 from .nli import LABELS, NLIError, load_judge, normalize_label
 
 
-def _store(args):
+def _store(args, create: bool = False):
+    """The store at --db (default: CONVFILL_DB / ~/.convfill/convfill.db); only `score` may create one."""
+    from convfill.paths import db_path
+
     from .store import LabelStore
 
-    return LabelStore(args.db)
+    path = Path(args.db) if args.db else db_path()
+    if not create and not path.is_file():
+        raise InputError(f"no database at {path} (create one with `python -m labeling score --db {path} "
+                         "--input FILE` or by chatting in the app)")
+    return LabelStore(path)
 
 
 def _judge(args):
@@ -39,14 +46,14 @@ def cmd_score(args) -> None:
     if args.input and not Path(args.input).is_file():
         raise InputError(f"no such file: {args.input}")
     judge = None if args.import_only else _judge(args)  # load first: a dead model changes nothing
-    store = _store(args)
+    store = _store(args, create=True)
     out: dict = {"db": str(store.path)}
     if args.input:
         r = store.import_convfill(args.input, reasoner=args.reasoner)
         out["imported"] = {"conversations": r.conversations, "turns": r.turns, "phrases": r.phrases,
                            "skipped_duplicates": r.skipped}
     if judge is not None:
-        counts = score_unscored(store, judge, progress=not args.json, limit=args.limit)
+        counts = score_unscored(store, judge, progress=True, limit=args.limit)  # bar on stderr
         out["model"] = judge.model_id
         out["scored"] = {lab: counts.get(lab, 0) for lab in LABELS}
     p = store.progress()
@@ -102,7 +109,7 @@ def evaluate(judge, rows: list[dict], progress: bool = False) -> dict:
 
 def cmd_nli_eval(args) -> None:
     rows = read_nli_data(args.data, args.limit)
-    res = evaluate(_judge(args), rows, progress=not args.json)
+    res = evaluate(_judge(args), rows, progress=True)  # bar on stderr, JSON on stdout
     if args.json:
         print(json.dumps(res))
         return

@@ -385,3 +385,11 @@ def test_stats_cli(store, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["mine"] == 4 and out["labeled"] == 4 and out["agreement"][0]["n"] == 4
     assert out["agreement"][0]["agreement"] == pytest.approx(0.75)
+
+
+def test_export_and_stats_refuse_a_missing_database(tmp_path, capsys):
+    missing = tmp_path / "nowhere" / "x.db"
+    assert main(["export", "--db", str(missing), "--format", "jsonl", "--out", str(tmp_path / "o.jsonl")]) == 1
+    assert "no database at" in capsys.readouterr().err
+    assert main(["stats", "--db", str(missing)]) == 1
+    assert not missing.exists() and not (tmp_path / "o.jsonl").exists()
