@@ -113,6 +113,7 @@ SHOW = [("not labeled by me", "todo_me"), ("not labeled by anyone", "todo_all"),
 MODEL_LABELS = [("model said neutral", "neutral"), ("model said entailment", "entailment"),
                 ("model said contradiction", "contradiction"), ("not scored yet", "unscored"), ("any", "any")]
 ANY = "any"
+SEEN_MAX = 20_000  # skipped/labeled ids a session excludes from its queue (SQLite caps bound parameters)
 
 
 def _e(s) -> str:
@@ -307,7 +308,8 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
             st = {**st, "nonce": st["nonce"] + 1}
             return outputs(st, name or None, flt, f"**Not saved:** {_e(e)}", _card(store.item(pid), st["nonce"]))
         verb = {"set": "labeled", "update": f"changed from {r['previous']} to", "unchanged": "kept as"}[r["action"]]
-        st = {**st, "seen": st["seen"] + [pid], "undo": (st["undo"] + [pid])[-200:], "left": st.get("left", 1) - 1}
+        st = {**st, "seen": (st["seen"] + [pid])[-SEEN_MAX:], "undo": (st["undo"] + [pid])[-200:],
+              "left": st.get("left", 1) - 1}
         st, html_ = advance(st, name, flt)
         return outputs(st, name, flt, f"Phrase #{pid} {verb} **{r['label']}**.", html_, clear_note=True)
 
@@ -316,7 +318,7 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
         flt = _filters(ml, lo, hi, rs, sh, name)
         pid = st.get("current")
         if pid is not None:
-            st = {**st, "seen": st["seen"] + [pid], "left": st.get("left", 1) - 1}
+            st = {**st, "seen": (st["seen"] + [pid])[-SEEN_MAX:], "left": st.get("left", 1) - 1}
         st, html_ = advance(st, name, flt)
         return outputs(st, name, flt, f"Skipped phrase #{pid}." if pid is not None else "", html_)
 
