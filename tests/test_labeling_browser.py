@@ -94,6 +94,9 @@ def test_keyboard_labeling_lands_in_the_database(tmp_path, browser, monkeypatch)
     store = LabelStore(tmp_path / "lab.db")
     (tmp_path / "c.jsonl").write_text(json.dumps(CONV) + "\n")
     store.import_convfill(tmp_path / "c.jsonl")
+    first_two = store.queue(model_label=None, limit=2)
+    store.set_label(first_two[0], "bob", "entailment")  # a second annotator, for the agreement panel
+    store.set_label(first_two[1], "bob", "contradiction")
     demo, url = _launch(store)
     try:
         page = browser.new_page(viewport={"width": 1200, "height": 1300})
@@ -102,10 +105,11 @@ def test_keyboard_labeling_lands_in_the_database(tmp_path, browser, monkeypatch)
         page.locator("#lab-score").click()  # the tab runs the judge over the unscored phrases
         _wait_text(page, "#lab-judge-status", "Scored 5 phrases", timeout=60_000)
         assert store.db["suggestions"].count == 5
-        queue = store.queue()  # what the model called neutral (all 5 with this biased head)
+        queue = store.queue(annotator="ada")  # what the model called neutral (all 5 with this biased head)
         assert len(queue) == 5
-        assert "5 in this queue" in page.inner_text("#lab-progress")
+        _wait_text(page, "#lab-progress", "3 in this queue")  # no name yet: phrases nobody labeled
         _set_name(page, "ada")
+        _wait_text(page, "#lab-progress", "5 in this queue")  # ada's queue: bob's labels do not count
         first_text = store.item(queue[0])["text"]
         assert first_text in page.inner_text("#lab-card")
         # Three keys in quick succession: the page queues them while the server answers.
@@ -142,6 +146,11 @@ def test_keyboard_labeling_lands_in_the_database(tmp_path, browser, monkeypatch)
         _wait_text(page, "#lab-progress", "You (ada): 2", timeout=60_000)
         box = page.locator("#lab-annotator textarea, #lab-annotator input").first
         assert box.input_value() == "ada"
+        # ada and bob agree on both shared phrases: kappa 1.
+        _wait_text(page, "#lab-agreement", "ada / bob")
+        agreement = page.inner_text("#lab-agreement")
+        assert "100%" in agreement and "1.000" in agreement
+        page.screenshot(path=str(tmp_path / "labeling-after-reload.png"), full_page=True)
     finally:
         demo.close()
     assert (tmp_path / "labeling.png").stat().st_size > 10_000
