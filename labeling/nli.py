@@ -235,12 +235,12 @@ def load_judge(model: str | None = None, *, fallback: bool = True, **kw) -> tupl
     name = model or configured_model()
     try:
         return NLIJudge(name, **kw), f"NLI judge: {name}"
-    except NLIError as e:
-        first = str(e)
+    except Exception as e:  # noqa: BLE001 - a broken checkpoint can raise anything; the UI needs a sentence
+        first = str(e) if isinstance(e, NLIError) else f"cannot load NLI model {name!r}: {type(e).__name__}: {e}"
     if not fallback:
         return None, first
     try:
         j = load_offline_judge(**kw)
         return j, f"NLI judge: {j.model_id} (offline fallback; {first})"
-    except NLIError as e:
+    except Exception as e:  # noqa: BLE001
         return None, f"No NLI model could be loaded ({first}; {e}). You can still label every phrase by hand."

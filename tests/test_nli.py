@@ -182,3 +182,10 @@ def test_nli_eval_bad_data_is_one_line(tmp_path, capsys):
     assert main(["nli-eval", "--data", str(data), "--json"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error: nli.jsonl:2") and len(err.splitlines()) == 1
+
+
+def test_load_judge_never_raises_on_a_broken_checkpoint(tmp_path):
+    d = build_tiny_nli(tmp_path / "broken")
+    (d / "model.safetensors").write_bytes(b"not a safetensors file")
+    judge, msg = load_judge(str(d), fallback=False)
+    assert judge is None and "broken" in msg
