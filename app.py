@@ -2,10 +2,18 @@
 
 import gradio as gr
 
+from labeling.store import LabelStore
+from labeling.ui import build_labeling_tab
 
-def build_app():
+
+def build_app(store: LabelStore | None = None):
+    store = store or LabelStore()
     with gr.Blocks(title="ConvFill Studio") as demo:
-        gr.Markdown("# ConvFill Studio\nThe chat and labeling tabs are being built.")
+        gr.Markdown("# ConvFill Studio")
+        with gr.Tab("Chat"):
+            gr.Markdown("The chat tab is being built.")
+        with gr.Tab("Labeling"):
+            build_labeling_tab(store)
     return demo
 
 

@@ -54,3 +54,29 @@ def m001_conversations_turns(db: sqlite_utils.Database) -> None:
     db["events"].create({"id": int, "turn_id": str, "seq": int, "type": str, "t_ms": float, "data": str},
                         pk="id", foreign_keys=[("turn_id", "turns", "id")])
     db["events"].create_index(["turn_id", "seq"], unique=True)
+
+
+@migration
+def m002_suggestions_labels(db: sqlite_utils.Database) -> None:
+    """Model suggestions and human labels, kept apart so a model can never overwrite a person.
+
+    `suggestions`: one row per (phrase, model); re-scoring with the same model replaces it.
+    `labels`: the current label of each (phrase, annotator). Every change to it, including undo, is also
+    appended to `label_history` (old and new value), so no label is ever lost or silently overwritten.
+    """
+    db["suggestions"].create({
+        "id": int, "phrase_id": int, "model_id": str, "label": str, "probs": str, "filler": int,
+        "created_at": str,
+    }, pk="id", foreign_keys=[("phrase_id", "phrases", "id")])
+    db["suggestions"].create_index(["phrase_id", "model_id"], unique=True)
+    db["labels"].create({
+        "id": int, "phrase_id": int, "annotator": str, "label": str, "note": str, "created_at": str,
+        "updated_at": str,
+    }, pk="id", foreign_keys=[("phrase_id", "phrases", "id")])
+    db["labels"].create_index(["phrase_id", "annotator"], unique=True)
+    db["labels"].create_index(["annotator"])
+    db["label_history"].create({
+        "id": int, "phrase_id": int, "annotator": str, "action": str, "old_label": str, "new_label": str,
+        "old_note": str, "new_note": str, "reverts": int, "at": str,
+    }, pk="id", foreign_keys=[("phrase_id", "phrases", "id")])
+    db["label_history"].create_index(["phrase_id", "annotator"])

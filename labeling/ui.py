@@ -1,0 +1,393 @@
+"""The Labeling tab: one phrase at a time, keyboard first, every label straight into the shared store.
+
+`build_labeling_tab(store)` is called inside a `gr.Blocks` (app.py wraps it in `gr.Tab("Labeling")`).
+Handlers are thin adapters over `LabelStore`, `labeling.nli`, `labeling.agreement` and `labeling.export`;
+all state that matters lives in SQLite, the per-browser session state only remembers what this person
+skipped and what they may undo.
+
+Keys (when focus is not in a text box): 1/2/3 = entailment/neutral/contradiction and advance, Enter =
+accept the model's suggestion, S = skip, U = undo the last label. The keys click the visible buttons, and
+presses that arrive while the server is still answering are queued in the browser and replayed in order
+(Gradio drops a click on a button whose previous event is still running).
+"""
+
+from __future__ import annotations
+
+import html
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from .agreement import pairwise
+from .export import export_csv, export_jsonl
+from .nli import LABELS, load_judge
+from .store import LabelStore, StoreError
+
+GUIDELINES = """
+**What you judge.** Is the *phrase* supported by what the Talker was given?
+
+* **Knowledge phrase** (a knowledge chunk is shown): judge the phrase against the chunk plus the earlier
+  phrases of the turn.
+  * **1 - entailment**: everything the phrase says follows from them. Paraphrases, shortening, a friendly
+    framing ("So, it was Jane Austen!") are entailment. This is the label to fix when the model said
+    "neutral" to an acceptable paraphrase.
+  * **2 - neutral**: it adds something the chunk does not say (a new fact, a guess, a number).
+  * **3 - contradiction**: it says something the chunk or an earlier phrase contradicts.
+* **Filler** (knowledge shows *silence*): judged against the user utterance plus earlier phrases. A good
+  filler invents nothing: **2 - neutral** (or 1 if it only restates the question). If it states any fact
+  of its own, or contradicts the user, press **3**. Add a note if unsure.
+
+**Keys** (click on the page background first if the cursor is in a text box): **1 / 2 / 3** label and go
+to the next phrase, **Enter** accepts the model's suggestion, **S** skips, **U** undoes your last label.
+
+**What gets exported for training** (`python -m labeling export --format jsonl` or the button below):
+human labels win over the model (majority of people; a tie goes to the more cautious label). Knowledge
+phrases are kept only as *entailment*; fillers are kept as *entailment* or *neutral*; contradictions,
+unjudged, cut-off and error phrases are dropped.
+"""
+
+KEY_JS = """
+(() => {
+  if (window.__convfillLabelKeys) return;
+  window.__convfillLabelKeys = true;
+  const ids = {"1": "lab-btn-entailment", "2": "lab-btn-neutral", "3": "lab-btn-contradiction",
+               "Enter": "lab-btn-accept", "s": "lab-btn-skip", "S": "lab-btn-skip",
+               "u": "lab-btn-undo", "U": "lab-btn-undo"};
+  const queue = [];
+  let busy = false;
+  const button = (id) => {
+    const el = document.getElementById(id);
+    if (!el) return null;
+    return el.tagName === "BUTTON" ? el : el.querySelector("button");
+  };
+  const nonce = () => {
+    const c = document.querySelector("#lab-card [data-nonce]");
+    return c ? c.getAttribute("data-nonce") : null;
+  };
+  const pump = () => {
+    if (busy || !queue.length) return;
+    const b = button(queue.shift());
+    if (!b || b.offsetParent === null) { queue.length = 0; return; }
+    busy = true;
+    const before = nonce(), t0 = Date.now();
+    b.click();
+    // Wait until the server has re-rendered the card (its nonce changes on every answer), then send the
+    // next queued key; give up waiting after 15 s so a lost answer never blocks the keyboard for good.
+    const wait = () => {
+      if (nonce() !== before || Date.now() - t0 > 15000) { busy = false; pump(); }
+      else setTimeout(wait, 25);
+    };
+    setTimeout(wait, 25);
+  };
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing || e.repeat) return;
+    const t = e.target;
+    const tag = t && t.tagName ? t.tagName.toLowerCase() : "";
+    if (tag === "input" || tag === "textarea" || tag === "select" || (t && t.isContentEditable)) return;
+    const id = ids[e.key];
+    if (!id) return;
+    const b = button(id);
+    if (!b || b.offsetParent === null) return;  // the Labeling tab is not on screen
+    e.preventDefault();  // Enter on a focused button must not click it a second time
+    e.stopPropagation();
+    queue.push(id);
+    pump();
+  }, true);
+})();
+"""
+
+CSS = """
+#lab-card .lab-card { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 12px 16px; }
+#lab-card .lab-k { display: inline-block; min-width: 9em; color: var(--body-text-color-subdued); font-size: 0.9em; }
+#lab-card .lab-row { margin: 4px 0; }
+#lab-card .lab-phrase { font-size: 1.25em; margin: 10px 0; padding: 8px 12px; border-left: 4px solid var(--color-accent); }
+#lab-card .lab-sugg { margin-top: 6px; }
+#lab-card .lab-filler { font-style: italic; color: var(--body-text-color-subdued); }
+"""
+
+SHOW = [("not labeled by me", "todo_me"), ("not labeled by anyone", "todo_all"), ("labeled by me", "done_me"),
+        ("labeled by anyone", "done_all"), ("all phrases", "all")]
+MODEL_LABELS = [("model said neutral", "neutral"), ("model said entailment", "entailment"),
+                ("model said contradiction", "contradiction"), ("not scored yet", "unscored"), ("any", "any")]
+ANY = "any"
+SEEN_MAX = 20_000  # skipped/labeled ids a session excludes from its queue (SQLite caps bound parameters)
+
+
+def _e(s) -> str:
+    return html.escape(str(s or ""))
+
+
+def _card(item: dict | None, nonce: int, message: str = "") -> str:
+    if item is None:
+        body = f"<p><b>Nothing left to label with these filters.</b> {_e(message)}</p>"
+        return f'<div class="lab-card" data-phrase-id="" data-nonce="{nonce}">{body}</div>'
+    know = (f'<span class="lab-filler">silence (a filler: judged against the user utterance)</span>'
+            if item["filler"] else _e(item["knowledge"]))
+    earlier = " / ".join(_e(x) for x in item["earlier"]) or '<span class="lab-filler">none</span>'
+    s = item["suggestion"]
+    if s:
+        probs = " · ".join(f"{k} {s['probs'].get(k, 0):.2f}" for k in LABELS)
+        sugg = (f'Model suggestion: <b class="lab-sugg-label">{_e(s["label"])}</b> ({probs}) '
+                f'<small>{_e(s["model_id"])}</small>')
+    else:
+        sugg = "No model suggestion for this phrase."
+    others = ", ".join(f"{_e(x['annotator'])}: {_e(x['label'])}" for x in item["labels"])
+    return (f'<div class="lab-card" data-phrase-id="{item["id"]}" data-nonce="{nonce}">'
+            f'<div class="lab-row"><span class="lab-k">User</span> {_e(item["user"])}</div>'
+            f'<div class="lab-row"><span class="lab-k">Knowledge</span> {know}</div>'
+            f'<div class="lab-row"><span class="lab-k">Earlier phrases</span> {earlier}</div>'
+            f'<div class="lab-phrase">{_e(item["text"])}</div>'
+            f'<div class="lab-sugg">{sugg}</div>'
+            f'<div class="lab-row"><span class="lab-k">Labels so far</span> {others or "none"}</div>'
+            f'<div class="lab-row"><small>phrase #{item["id"]} · reasoner {_e(item["reasoner"])}</small></div>'
+            "</div>")
+
+
+def _filters(model_label, min_score, max_score, reasoner, show, annotator) -> dict:
+    who = (annotator or "").strip() or None
+    annotated, by = {"todo_me": (False, who), "todo_all": (False, None), "done_me": (True, who),
+                     "done_all": (True, None), "all": (None, None)}.get(show, (False, who))
+    return {"model_label": None if model_label == ANY else model_label, "min_score": float(min_score or 0),
+            "max_score": float(1 if max_score is None else max_score),
+            "reasoner": None if reasoner in (None, "", ANY) else reasoner, "annotated": annotated,
+            "annotator": by}
+
+
+def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
+    """Build the tab's components and events inside the current `gr.Blocks`.
+
+    Args:
+        store: the shared store (the chat tab writes turns into the same one).
+        judge_loader: `() -> (judge | None, message)`; called once, on first use, then cached.
+
+    Returns:
+        The main components by name (for app.py and tests).
+    """
+    judge_cache: dict = {}
+    judge_lock = threading.Lock()
+
+    def get_judge():
+        # Loading DeBERTa takes seconds; one load per process, shared by every browser session.
+        with judge_lock:
+            if "judge" not in judge_cache:
+                judge_cache["judge"], judge_cache["message"] = judge_loader()
+            return judge_cache["judge"], judge_cache["message"]
+
+    gr.HTML(f"<style>{CSS}</style>", padding=False)
+    # A fixed key and secret (the name is not sensitive) so the stored name survives server restarts; a
+    # random per-process secret would make yesterday's value unreadable.
+    saved_name = gr.BrowserState("", storage_key="convfill-labeling-annotator", secret="convfill-labeling")
+    session = gr.State({"current": None, "seen": [], "undo": [], "nonce": 0})
+    with gr.Row():
+        annotator = gr.Textbox(label="Your name (annotator)", placeholder="e.g. ada", max_lines=1, scale=1,
+                               elem_id="lab-annotator")
+        progress = gr.Markdown("", elem_id="lab-progress")
+    judge_status = gr.Markdown("Checking which NLI model can be loaded…", elem_id="lab-judge-status")
+    with gr.Accordion("Filters", open=False):
+        with gr.Row():
+            model_label = gr.Dropdown(MODEL_LABELS, value="neutral", label="Model label", elem_id="lab-f-label")
+            show = gr.Dropdown(SHOW, value="todo_me", label="Show", elem_id="lab-f-show")
+            reasoner = gr.Dropdown([ANY], value=ANY, label="Reasoner", allow_custom_value=True,
+                                   elem_id="lab-f-reasoner")
+        with gr.Row():
+            min_score = gr.Slider(0, 1, value=0, step=0.05, label="Min score (model's probability of its label)")
+            max_score = gr.Slider(0, 1, value=1, step=0.05, label="Max score")
+            refresh = gr.Button("Apply filters / refresh", elem_id="lab-refresh")
+    gr.HTML("<small>Keys: <b>1</b> entailment · <b>2</b> neutral · <b>3</b> contradiction · <b>Enter</b> accept "
+            "suggestion · <b>S</b> skip · <b>U</b> undo</small>", js_on_load=KEY_JS, elem_id="lab-keys")
+    card = gr.HTML(_card(None, 0, "Loading…"), elem_id="lab-card", js_on_load=None)
+    with gr.Row():
+        b_ent = gr.Button("1 · Entailment", elem_id="lab-btn-entailment", variant="primary", min_width=90)
+        b_neu = gr.Button("2 · Neutral", elem_id="lab-btn-neutral", min_width=90)
+        b_con = gr.Button("3 · Contradiction", elem_id="lab-btn-contradiction", variant="stop", min_width=90)
+        b_acc = gr.Button("Enter · Accept", elem_id="lab-btn-accept", min_width=90)
+        b_skip = gr.Button("S · Skip", elem_id="lab-btn-skip", min_width=90)
+        b_undo = gr.Button("U · Undo", elem_id="lab-btn-undo", min_width=90)
+    note = gr.Textbox(label="Note (optional, saved with your next label)", max_lines=2, elem_id="lab-note")
+    status = gr.Markdown("", elem_id="lab-status")
+    with gr.Accordion("Guidelines", open=False):
+        gr.Markdown(GUIDELINES)
+    with gr.Accordion("Agreement between annotators", open=True):
+        agreement = gr.Markdown("", elem_id="lab-agreement")
+    with gr.Row():
+        score_btn = gr.Button("Score unscored phrases", elem_id="lab-score")
+        exp_jsonl = gr.Button("Export JSONL (training)", elem_id="lab-export-jsonl")
+        exp_csv = gr.Button("Export CSV (all labels)", elem_id="lab-export-csv")
+    download = gr.File(label="Download export", interactive=False, visible=False, elem_id="lab-download")
+
+    filter_inputs = [model_label, min_score, max_score, reasoner, show]
+
+    # ----------------------------------------------------------------------------------- helpers
+    def progress_md(name: str | None, flt: dict, st: dict, recount: bool = False) -> str:
+        # Counting the whole queue and all phrases scans every phrase (about 1 s at the dataset's 290k), so
+        # those counts are taken on load / refresh / filter change and kept in the session; a key press only
+        # runs the indexed label counts and adjusts the queue count by what this person did.
+        if recount or "left" not in st:
+            p = store.progress(name)
+            st.update(total=p.total, scored=p.scored, left=store.queue_count(**flt, exclude=st["seen"]))
+        mine, labeled, people = store.label_counts(name)
+        who = f"**You ({_e(name)})**: {mine} labeled · " if name else "**Type your name to label.** · "
+        left = max(0, st["left"])
+        return (f"{who}**All**: {labeled}/{st['total']} phrases labeled by {people} "
+                f"{'person' if people == 1 else 'people'} · {st['scored']} scored by a model · "
+                f"**{left}** in this queue")
+
+    def agreement_md() -> str:
+        pairs = pairwise(store.labels_by_annotator())
+        if not pairs:
+            return "Agreement (Cohen's kappa) appears once two people have labeled the same phrases."
+        rows = ["| annotators | shared phrases | agreement | Cohen's kappa |", "|---|---|---|---|"]
+        for a in pairs:
+            k = "undefined (one label only)" if a.kappa is None else f"{a.kappa:.3f}"
+            rows.append(f"| {_e(a.a)} / {_e(a.b)} | {a.n} | {a.agreement:.0%} | {k} |")
+        return "\n".join(rows)
+
+    def advance(st: dict, name: str | None, flt: dict, message: str = ""):
+        ids = store.queue(**flt, exclude=st["seen"], limit=1)
+        st = {**st, "current": ids[0] if ids else None, "nonce": st["nonce"] + 1}
+        item = store.item(ids[0], name) if ids else None
+        return st, _card(item, st["nonce"], message)
+
+    def outputs(st, name, flt, msg, card_html, clear_note=False, recount=False):
+        st = dict(st)
+        prog = progress_md(name, flt, st, recount)
+        return (st, card_html, prog, msg, agreement_md() if recount else gr.skip(),
+                "" if clear_note else gr.skip())
+
+    main_out = [session, card, progress, status, agreement, note]
+
+    # ----------------------------------------------------------------------------------- handlers
+    def on_load(saved, st):
+        name = (saved or "").strip()
+        has_scores = store.progress().scored > 0
+        label = "neutral" if has_scores else ANY
+        flt = _filters(label, 0, 1, ANY, "todo_me", name)
+        st, html_ = advance(st, name or None, flt)
+        return (gr.update(value=label), gr.update(choices=[ANY] + store.reasoners(), value=ANY),
+                *outputs(st, name or None, flt, "", html_, recount=True))
+
+    def on_restore(saved, current):
+        # The browser's stored name arrives when the BrowserState mounts, which for a tab that is not shown
+        # first is after the page's load event: fill the box then, but never overwrite what was typed.
+        return current if (current or "").strip() else (saved or "")
+
+    def on_judge_status():
+        judge, msg = get_judge()
+        return msg if judge is not None else f"**No NLI model is available.** {msg}"
+
+    def on_refresh(name, ml, lo, hi, rs, sh, st):
+        name = (name or "").strip() or None
+        flt = _filters(ml, lo, hi, rs, sh, name)
+        st, html_ = advance(st, name, flt)
+        return outputs(st, name, flt, "", html_, recount=True)
+
+    def on_name(name, ml, lo, hi, rs, sh, st):
+        return ((name or "").strip(), *on_refresh(name, ml, lo, hi, rs, sh, st))
+
+    def do_label(label, name, ml, lo, hi, rs, sh, note_text, st):
+        name = (name or "").strip()
+        flt = _filters(ml, lo, hi, rs, sh, name)
+        pid = st.get("current")
+        if pid is None:
+            st, html_ = advance(st, name or None, flt)
+            return outputs(st, name or None, flt, "Nothing to label here: change the filters.", html_)
+        if label == "accept":
+            s = store.suggestion(pid)
+            if s is None:
+                st = {**st, "nonce": st["nonce"] + 1}
+                item = store.item(pid, name or None)
+                return outputs(st, name or None, flt, "No model suggestion for this phrase: press 1, 2 or 3.",
+                               _card(item, st["nonce"]))
+            label = s["label"]
+        try:
+            r = store.set_label(pid, name, label, note_text)
+        except StoreError as e:
+            st = {**st, "nonce": st["nonce"] + 1}
+            return outputs(st, name or None, flt, f"**Not saved:** {_e(e)}", _card(store.item(pid), st["nonce"]))
+        verb = {"set": "labeled", "update": f"changed from {r['previous']} to", "unchanged": "kept as"}[r["action"]]
+        st = {**st, "seen": (st["seen"] + [pid])[-SEEN_MAX:], "undo": (st["undo"] + [pid])[-200:],
+              "left": st.get("left", 1) - 1}
+        st, html_ = advance(st, name, flt)
+        return outputs(st, name, flt, f"Phrase #{pid} {verb} **{r['label']}**.", html_, clear_note=True)
+
+    def on_skip(name, ml, lo, hi, rs, sh, st):
+        name = (name or "").strip() or None
+        flt = _filters(ml, lo, hi, rs, sh, name)
+        pid = st.get("current")
+        if pid is not None:
+            st = {**st, "seen": (st["seen"] + [pid])[-SEEN_MAX:], "left": st.get("left", 1) - 1}
+        st, html_ = advance(st, name, flt)
+        return outputs(st, name, flt, f"Skipped phrase #{pid}." if pid is not None else "", html_)
+
+    def on_undo(name, ml, lo, hi, rs, sh, st):
+        name = (name or "").strip()
+        flt = _filters(ml, lo, hi, rs, sh, name)
+        if not st["undo"]:
+            st = {**st, "nonce": st["nonce"] + 1}
+            item = store.item(st["current"], name or None) if st.get("current") is not None else None
+            return outputs(st, name or None, flt, "Nothing to undo in this session.", _card(item, st["nonce"]))
+        pid = st["undo"][-1]
+        try:
+            r = store.undo_label(pid, name)
+        except StoreError as e:
+            st = {**st, "nonce": st["nonce"] + 1}
+            return outputs(st, name or None, flt, f"**Not undone:** {_e(e)}", _card(store.item(pid), st["nonce"]))
+        st = {**st, "undo": st["undo"][:-1], "seen": [x for x in st["seen"] if x != pid], "current": pid,
+              "nonce": st["nonce"] + 1, "left": st.get("left", 0) + 1}
+        back = "removed" if r is None or r["label"] is None else f"back to **{r['label']}**"
+        return outputs(st, name, flt, f"Undid your label on phrase #{pid} ({back}).",
+                       _card(store.item(pid, name), st["nonce"]))
+
+    def on_score(progress_bar=gr.Progress()):
+        from .scoring import score_unscored
+
+        judge, msg = get_judge()
+        if judge is None:
+            return f"**No NLI model is available.** {msg}", "Nothing was scored."
+        progress_bar(0, desc=f"Scoring with {judge.model_id}")
+        t0 = time.monotonic()
+        counts = score_unscored(store, judge)
+        done = sum(counts.values())
+        summary = ", ".join(f"{k} {counts.get(k, 0)}" for k in LABELS)
+        return (f"{msg}. Scored {done} phrases in {time.monotonic() - t0:.1f} s ({summary}).",
+                f"Scored {done} phrases.")
+
+    def on_export(fmt):
+        folder = Path(tempfile.mkdtemp(prefix="convfill-export-"))  # Gradio serves files from the temp dir
+        out = folder / f"convfill-labels-{time.strftime('%Y%m%d-%H%M%S')}.{fmt}"
+        s = (export_jsonl if fmt == "jsonl" else export_csv)(store, out)
+        msg = (f"Exported {s.conversations} conversations / {s.phrases} acceptable phrases "
+               f"({s.dropped} dropped)." if fmt == "jsonl" else f"Exported {s.rows} rows about {s.phrases} phrases.")
+        return gr.update(value=str(out), visible=True), msg
+
+    # ----------------------------------------------------------------------------------- events
+    # Race: every handler below reads and writes the per-browser `session` (server-side gr.State). One
+    # concurrency group with limit 1 runs them one at a time in arrival order, so a refresh can never hand
+    # back a stale copy over a label that was saved in between, and "multiple" lets quick key presses on
+    # the same button queue up instead of being dropped while the previous one is answered.
+    serial = {"concurrency_id": "labeling-session", "concurrency_limit": 1, "trigger_mode": "multiple"}
+    root = gr.context.Context.root_block
+    ev_load = root.load(on_load, [saved_name, session], [model_label, reasoner, *main_out], **serial)
+    ev_load.then(on_judge_status, None, judge_status)
+    common = [annotator, *filter_inputs, session]
+    saved_name.change(on_restore, [saved_name, annotator], annotator, **serial)
+    refresh.click(on_refresh, common, main_out, **serial)
+    for f in (model_label, show, reasoner):
+        f.input(on_refresh, common, main_out, **serial)
+    for f in (min_score, max_score):
+        f.release(on_refresh, common, main_out, **serial)
+    annotator.change(on_name, common, [saved_name, *main_out], **{**serial, "trigger_mode": "always_last"})
+    for btn, lab in ((b_ent, "entailment"), (b_neu, "neutral"), (b_con, "contradiction"), (b_acc, "accept")):
+        btn.click(lambda *a, _lab=lab: do_label(_lab, *a), [annotator, *filter_inputs, note, session], main_out,
+                  **serial)
+    b_skip.click(on_skip, common, main_out, **serial)
+    b_undo.click(on_undo, common, main_out, **serial)
+    score_btn.click(on_score, None, [judge_status, status],
+                    concurrency_id="labeling-score").then(on_refresh, common, main_out, **serial)
+    exp_jsonl.click(lambda: on_export("jsonl"), None, [download, status])
+    exp_csv.click(lambda: on_export("csv"), None, [download, status])
+    return {"annotator": annotator, "card": card, "progress": progress, "status": status,
+            "judge_status": judge_status, "agreement": agreement, "download": download}
