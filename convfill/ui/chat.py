@@ -139,12 +139,12 @@ def build_chat_tab(ctx: ChatContext) -> dict[str, gr.components.Component]:
                 knowledge = gr.Textbox(ctx.default_knowledge, label="Oracle knowledge", lines=3,
                                        elem_id="cf-knowledge", visible=ctx.default_reasoner == "oracle",
                                        info="the oracle streams these sentences as knowledge chunks")
-                reasoner_model = gr.Textbox(label="Reasoner model", placeholder="provider default",
+                reasoner_model = gr.Textbox("", label="Reasoner model", placeholder="provider default",
                                             info="API model name, or a GGUF path for local")
                 with gr.Group(visible=ctx.default_reasoner not in ("oracle", "local")) as api_group:
-                    base_url = gr.Textbox(label="Base URL (OpenAI-compatible server)",
+                    base_url = gr.Textbox("", label="Base URL (OpenAI-compatible server)",
                                           placeholder="e.g. http://127.0.0.1:8000/v1")
-                    api_key = gr.Textbox(label="API key (this session only, never stored)", type="password")
+                    api_key = gr.Textbox("", label="API key (this session only, never stored)", type="password")
                 delay = gr.Slider(0, 10, value=1.5, step=0.1, label="Simulated Reasoner delay (s)",
                                   info="oracle: before its first chunk; local/API: before streaming starts")
                 gap = gr.Slider(0, 5, value=0.4, step=0.1, label="Oracle gap between chunks (s)")
