@@ -7,7 +7,7 @@ Thin on purpose: the app is built by `convfill.ui.build_app`. Environment: `CONV
 
 from convfill.ui import AppConfig, build_app
 
-demo = build_app(AppConfig.from_env())
+demo = build_app(AppConfig.from_env(preload_talker=True))
 
 if __name__ == "__main__":
     demo.queue(default_concurrency_limit=None).launch()

@@ -226,7 +226,7 @@ def test_chat_turn_streams_phrases_and_timeline_and_is_persisted(app):
     chat, timeline, metrics, _ = updates[-1]
     user, reasoner, talker = chat
     assert user["role"] == "user" and "Pride and Prejudice" in user["content"][0]["text"]
-    assert reasoner["metadata"]["title"].startswith("🧠 Reasoner knowledge")
+    assert reasoner["metadata"]["title"].startswith(REASONER_TITLE)
     assert "Jane Austen wrote Pride and Prejudice." in reasoner["content"][0]["text"]
     # the timeline: both lanes, two chunks, a filler and knowledge phrases linked to their chunks
     assert 'data-lane="reasoner"' in timeline and 'data-lane="talker"' in timeline

@@ -48,7 +48,8 @@ def config_control(name: str, cls: type = EngineConfig) -> gr.Number:
     md = f.metadata
     is_int = isinstance(f.default, int) and not isinstance(f.default, bool)
     return gr.Number(value=f.default, label=name, info=md.get("help"), minimum=md.get("lo"),
-                     maximum=md.get("hi"), precision=0 if is_int else None, step=1 if is_int else 0.05)
+                     maximum=md.get("hi"), precision=0 if is_int else None, step=1 if is_int else 0.05,
+                     elem_id=f"cf-{name}")
 
 
 def reasoner_choices() -> list[tuple[str, str]]:
@@ -123,7 +124,7 @@ def build_chat_tab(ctx: ChatContext) -> dict[str, gr.components.Component]:
         with gr.Column(scale=3):
             chatbot = gr.Chatbot(label="Conversation", height=420, elem_id="cf-chatbot", buttons=["copy"],
                                  placeholder="The Talker answers at once; the Reasoner's knowledge arrives "
-                                             "in the background (the collapsible 🧠 messages).")
+                                             "in the background (the collapsible ◆ Reasoner messages).")
             with gr.Row():
                 msg = gr.Textbox(label="Message", placeholder="Ask something…", scale=5, elem_id="cf-message",
                                  autofocus=True, max_lines=4)

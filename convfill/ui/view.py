@@ -14,7 +14,7 @@ from ..events import (ChunkArrived, ErrorEvent, Event, PhraseDelta, PhraseEnded,
                       TurnEnded, TurnStarted)
 from ..metrics import turn_metrics
 
-REASONER_TITLE = "🧠 Reasoner knowledge"
+REASONER_TITLE = "◆ Reasoner knowledge"  # ◆ as on the timeline (DejaVu has it; emoji fonts may be missing)
 TALKER_WAITING = "…"
 
 
