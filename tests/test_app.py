@@ -98,6 +98,25 @@ async def test_turn_view_separates_reasoner_knowledge_from_talker_words():
     assert "Paris is the capital" not in talker["content"].split("So, ")[0]  # knowledge only via phrases
 
 
+async def test_failed_reasoner_shows_in_its_message_while_the_talker_says_so():
+    from convfill.config import EngineConfig
+    from convfill.errors import ReasonerError
+
+    clock = FakeClock()
+    engine = Engine(ScriptedTalker(clock=clock),
+                    ScriptedReasoner([], error=ReasonerError("HTTP 429 from provider", "rate_limit"), clock=clock),
+                    clock=clock)
+    view = TurnView("hello", "openai")
+    for ev in await run_turn(engine, "hello"):
+        view.apply(ev)
+    _, reasoner, talker = view.messages()
+    assert "reasoner error (rate_limit): HTTP 429 from provider" in reasoner["content"]
+    assert reasoner["metadata"]["log"] == "0 chunk(s), error"
+    assert talker["content"].endswith(EngineConfig().error_phrase)  # honest phrase after the filler
+    assert 'class="cf-error" data-where="reasoner"' in render_timeline(view.events)
+    assert 'data-source="error"' in render_timeline(view.events)
+
+
 async def test_metrics_table_uses_turn_metrics():
     from convfill.metrics import turn_metrics
 

@@ -49,7 +49,7 @@ class TurnView:
         elif isinstance(ev, PhraseEnded):
             self.phrases[ev.phrase_index] = ev.text
         elif isinstance(ev, ErrorEvent):
-            self.errors.append(f"⚠️ {ev.where} error ({ev.category}): {ev.message}")
+            self.errors.append(f"⚠ {ev.where} error ({ev.category}): {ev.message}")
         elif isinstance(ev, ReasonerEnded):
             self.reasoner_status = ev.status
         elif isinstance(ev, TurnEnded):
