@@ -84,14 +84,19 @@ def make_handlers(ctx: ChatContext):
         session = session or ChatSession(ctx.pool, ctx.store)
         try:
             await session.prepare(_settings(settings))
-            last = 0.0
+            last, fresh_phrase = 0.0, False
             async with aclosing(session.run(message or "")) as events:
                 first = True
                 async for ev in events:
-                    now = time.monotonic()
-                    if not first and isinstance(ev, (PhraseDelta, FirstToken)) and now - last < STREAM_INTERVAL_S:
+                    if isinstance(ev, FirstToken):  # its text follows at once in a PhraseDelta
+                        fresh_phrase = True
                         continue
-                    last = now
+                    now = time.monotonic()
+                    # Coalesce fast tokens, but never hold back a phrase's first words (that is the
+                    # latency the user feels); a skipped token shows with the next event anyway.
+                    if isinstance(ev, PhraseDelta) and not fresh_phrase and now - last < STREAM_INTERVAL_S:
+                        continue
+                    fresh_phrase, last = False, now
                     yield (*_outputs(session), "" if first else gr.skip(), session)
                     first = False
         except ConvFillError as e:
