@@ -177,6 +177,27 @@ async def test_sessions_are_isolated_and_cancelled_turns_are_persisted(tmp_path)
     assert store.phrases(turns[1]["id"])  # the phrases said before Stop are kept
 
 
+async def test_a_turn_that_cannot_be_saved_says_why(tmp_path):
+    from labeling.store import LabelStore
+
+    store = LabelStore(tmp_path / "locked.db", busy_timeout_ms=200)
+    pool = ModelPool()
+    pool.add_talker(DEFAULT_TALKER, ScriptedTalker(per_token_s=0.001))
+    s = ChatSession(pool, store)
+    await s.prepare(TurnSettings(knowledge="Cats purr.", reasoner_delay_s=0.01))
+    other = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    other.execute("begin exclusive")  # another writer holds the database
+    try:
+        events = [ev async for ev in s.run("Tell me about cats")]
+    finally:
+        other.execute("rollback")
+        other.close()
+    assert events[-1].type == "turn_ended" and s.turns[-1].end_reason == "done"  # the turn itself went fine
+    assert s.save_error and "locked" in s.save_error and "nothing was written" in s.save_error
+    [ev async for ev in s.run("And dogs?")]
+    assert s.save_error is None and len(store.turns(s.conversation_id)) == 1
+
+
 async def test_missing_oracle_knowledge_and_bad_talker_are_clean_errors():
     from convfill.errors import InputError, TalkerLoadError
 

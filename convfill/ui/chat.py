@@ -101,6 +101,8 @@ def make_handlers(ctx: ChatContext):
                     first = False
         except ConvFillError as e:
             raise gr.Error(str(e)) from e
+        if session.save_error:
+            gr.Warning(f"This turn was not saved: {session.save_error}")
         yield (*_outputs(session), gr.skip(), session)
 
     async def stop_turn(session: ChatSession | None):

@@ -165,12 +165,22 @@ class ChatSession:
         self.recorder = None
         self.turns: list[TurnView] = []
         self.current: TurnView | None = None
+        self.save_error: str | None = None  # why the last turn could not be stored, if it could not
 
     # The engine calls this for every event, synchronously, also while a turn is being cancelled, so a
     # view always receives its TurnEnded even when the UI stopped listening (Stop, closed tab).
     def _observe(self, ev: Event) -> None:
         if self.current is not None:
             self.current.apply(ev)
+
+    def _record(self, ev: Event) -> None:
+        # The engine logs and swallows observer errors (a turn must not die because a disk is full), so
+        # keep the reason here for the UI to show: a turn that could not be saved is never silent.
+        try:
+            self.recorder(ev)
+        except Exception as e:
+            self.save_error = str(e)
+            raise
 
     async def prepare(self, s: TurnSettings) -> None:
         """Load/build the models for the next turn and point the engine and recorder at them."""
@@ -183,7 +193,7 @@ class ChatSession:
                 from labeling.store import TurnRecorder
 
                 self.recorder = TurnRecorder(self.store, source="chat")
-                observers.append(self.recorder)
+                observers.append(self._record)
             self.engine = Engine(talker, reasoner, config, observers=observers)
         else:
             await self.engine.cancel()  # a running turn keeps its settings; end it before swapping
@@ -201,6 +211,7 @@ class ChatSession:
             raise ConfigError("ChatSession.prepare() must run before a turn")
         self.engine.check_input(text)  # InputError before anything is cancelled
         await self.engine.cancel()
+        self.save_error = None
         self.current = TurnView(text, reasoner_label(self.engine.reasoner) if self.engine.reasoner else "")
         self.turns.append(self.current)
         async for ev in self.engine.turn(text):
