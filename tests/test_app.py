@@ -360,3 +360,12 @@ def test_app_py_is_thin_and_does_not_launch(monkeypatch):
     assert {"chat", "stop", "new_conversation"} <= names
     src = (Path(__file__).parents[1] / "app.py").read_text()
     assert len(src.splitlines()) < 25 and src.count("launch(") == 1 and 'if __name__ == "__main__":' in src
+
+
+@pytest.mark.model
+def test_local_reasoner_is_loaded_once_and_copied_per_session():
+    pool = ModelPool()
+    a = pool.local_reasoner(None, 0.5)
+    b = pool.local_reasoner(None, 2.0)
+    assert a is not b and a.llm is b.llm and a._lock is b._lock  # one model, one generation at a time
+    assert (a.delay_s, b.delay_s) == (0.5, 2.0) and a.describe()["delay_s"] == 0.5
