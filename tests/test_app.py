@@ -246,8 +246,9 @@ def _talker_text(messages) -> str:
     return "".join(c["text"] for c in last["content"] if c.get("type") == "text")
 
 
+# Short phrases and a generous turn timeout: a shared CI CPU can be many times slower than a laptop.
 TURN = dict(reasoner="oracle", knowledge=KNOWLEDGE, reasoner_delay_s=0.6, oracle_gap_s=0.2,
-            max_phrase_tokens=24, api_name="/chat")
+            max_phrase_tokens=16, turn_timeout_s=600, api_name="/chat")
 
 
 @pytest.mark.model
@@ -296,14 +297,14 @@ def test_two_clients_never_share_state_and_stop_cancels(app):
     a, b = _client(url), _client(url)
     ja = a.submit(message="Who wrote Pride and Prejudice?", **TURN)
     jb = b.submit(message="Tell me about Paris.", reasoner="oracle", knowledge="Paris is the capital of France.",
-                  reasoner_delay_s=0.3, max_phrase_tokens=16, api_name="/chat")
+                  reasoner_delay_s=0.3, max_phrase_tokens=16, turn_timeout_s=600, api_name="/chat")
     ca, cb = ja.result(timeout=120)[0], jb.result(timeout=120)[0]
     assert "Paris" not in str(ca[0]) and "Austen" not in str(cb[0]) and "Austen" not in str(cb[1])
     assert [m["role"] for m in ca] == [m["role"] for m in cb] == ["user", "assistant", "assistant"]
     # a long turn for A (Reasoner 10 s away, frequent fillers); Stop ends it at once and it is stored
     long_turn = a.submit(message="And when was it published?", reasoner="oracle", knowledge=KNOWLEDGE,
-                         reasoner_delay_s=10, silence_s=0.2, max_fillers=20, max_phrase_tokens=24,
-                         api_name="/chat")
+                         reasoner_delay_s=10, silence_s=0.2, max_fillers=20, max_phrase_tokens=16,
+                         turn_timeout_s=600, api_name="/chat")
     deadline = time.monotonic() + 60
     while not any(_talker_text(u[0]) not in ("…", "") for u in long_turn.outputs() if len(u[0]) == 6):
         assert time.monotonic() < deadline and not long_turn.done(), long_turn.done() and long_turn.result()

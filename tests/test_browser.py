@@ -96,6 +96,7 @@ def test_chat_in_a_real_browser(app_url, page, tmp_path):
     # shorter phrases keep the test quick on a busy CPU (an engine setting built from EngineConfig)
     page.get_by_text("Engine settings").click()
     page.fill("#cf-max_phrase_tokens input", "16")
+    page.fill("#cf-turn_timeout_s input", "600")  # a busy CI CPU must not turn "done" into "timeout"
 
     t0 = _send(page, "Who wrote Pride and Prejudice?")
     first_words_ms = _wait_talking(page, t0, 1)
