@@ -126,12 +126,13 @@ def test_chat_in_a_real_browser(app_url, page, tmp_path):
     t_stop = page.evaluate("performance.now()")
     page.click("#cf-stop")
     page.wait_for_selector('#cf-timeline svg .cf-turn-end[data-reason="cancelled"]', timeout=10_000)
+    page.wait_for_function("sel => [...document.querySelectorAll(sel)].pop().innerText.includes('[cancelled]')",
+                           arg=TALKER_MSG, polling="raf", timeout=10_000)
     stop_ms = page.evaluate("performance.now()") - t_stop
     before = _snapshot(page)
     time.sleep(1.5)
-    assert _snapshot(page) == before, "the page kept changing after Stop"
-    assert "[cancelled]" in _talker_text(page)
     page.screenshot(path=str(tmp_path / "stopped.png"), full_page=True)
+    assert _snapshot(page) == before, "the page kept changing after Stop"
 
     # barge-in: a new message while a turn runs cancels it and answers the new one
     t2 = _send(page, "Tell me about the history of the novel again.")

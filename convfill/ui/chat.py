@@ -107,10 +107,13 @@ def make_handlers(ctx: ChatContext):
 
     async def stop_turn(session: ChatSession | None):
         """Cancel the running turn now; it still ends with TurnEnded and is persisted."""
-        if session is None:
-            return [], render_timeline([]), render_metrics([])
-        await session.cancel()
-        return _outputs(session)
+        if session is not None:
+            await session.cancel()
+        return render_session(session)
+
+    def render_session(session: ChatSession | None):
+        """The session's current chat, timeline and metrics (a full value, not a stream diff)."""
+        return _outputs(session) if session is not None else ([], render_timeline([]), render_metrics([]))
 
     async def new_conversation(session: ChatSession | None):
         if session is not None:
@@ -120,12 +123,12 @@ def make_handlers(ctx: ChatContext):
     def reasoner_changed(name: str):
         return gr.update(visible=name == "oracle"), gr.update(visible=name not in ("oracle", "local"))
 
-    return run_turn, stop_turn, new_conversation, reasoner_changed
+    return run_turn, stop_turn, render_session, new_conversation, reasoner_changed
 
 
 def build_chat_tab(ctx: ChatContext) -> dict[str, gr.components.Component]:
     """Lay out the Chat tab inside the current Blocks context and wire its events; returns its components."""
-    run_turn, stop_turn, new_conversation, reasoner_changed = make_handlers(ctx)
+    run_turn, stop_turn, render_session, new_conversation, reasoner_changed = make_handlers(ctx)
     state = gr.State(None)  # a ChatSession per browser session, created on its first turn
     with gr.Row():
         with gr.Column(scale=3):
@@ -174,8 +177,12 @@ def build_chat_tab(ctx: ChatContext) -> dict[str, gr.components.Component]:
     turn = gr.on([msg.submit, send.click], run_turn, inputs=[msg, state], inputs_kwargs=settings,
                  outputs=[chatbot, timeline, metrics, msg, state], api_name="chat", concurrency_limit=None,
                  trigger_mode="multiple", show_progress="hidden")
+    # The stopped generator may still deliver a last diff that the browser, having cancelled the event,
+    # applies to an outdated base; one full re-render after Stop makes the page show the final state.
     stop.click(stop_turn, [state], [chatbot, timeline, metrics], cancels=[turn], api_name="stop",
-               concurrency_limit=None, show_progress="hidden")
+               concurrency_limit=None, show_progress="hidden").then(
+        render_session, [state], [chatbot, timeline, metrics], api_visibility="private", concurrency_limit=None,
+        show_progress="hidden")
     new_conv.click(new_conversation, [state], [chatbot, timeline, metrics, state], api_name="new_conversation",
                    concurrency_limit=None)
     return {"chatbot": chatbot, "message": msg, "send": send, "stop": stop, "timeline": timeline,
