@@ -1,23 +1,13 @@
-"""ConvFill Studio web app (Gradio). Placeholder until the app issue lands: `python app.py`."""
+"""ConvFill Studio: `python app.py` (also the Hugging Face Space entry point, see README front matter).
 
-import gradio as gr
+Thin on purpose: the app is built by `convfill.ui.build_app`. Environment: `CONVFILL_DB` / `CONVFILL_HOME`
+(where turns are stored), `OPENAI_API_KEY` / `ANTHROPIC_API_KEY` / `GEMINI_API_KEY` (Space secrets),
+`GRADIO_SERVER_NAME` / `GRADIO_SERVER_PORT` (read by Gradio itself).
+"""
 
-from labeling.store import LabelStore
-from labeling.ui import build_labeling_tab
+from convfill.ui import AppConfig, build_app
 
-
-def build_app(store: LabelStore | None = None):
-    store = store or LabelStore()
-    with gr.Blocks(title="ConvFill Studio") as demo:
-        gr.Markdown("# ConvFill Studio")
-        with gr.Tab("Chat"):
-            gr.Markdown("The chat tab is being built.")
-        with gr.Tab("Labeling"):
-            build_labeling_tab(store)
-    return demo
-
-
-demo = build_app()
+demo = build_app(AppConfig.from_env(preload_talker=True))
 
 if __name__ == "__main__":
-    demo.launch()
+    demo.queue(default_concurrency_limit=None).launch()

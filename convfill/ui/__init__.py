@@ -1,0 +1,105 @@
+"""The Gradio app: `build_app(AppConfig)` returns the Blocks (Chat tab, plus the Labeling tab when present).
+
+`app.py` at the repository root is only `demo = build_app(AppConfig.from_env())` and `launch()`; everything
+here is importable and testable without starting a server. Gradio is imported only by this package, so
+the engine and CLI never need it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+from .session import DEFAULT_TALKER, ChatSession, ModelPool, TurnSettings
+
+log = logging.getLogger(__name__)
+
+# Talkers offered in the dropdown besides free text: the offline default, and the ConvFill paper's
+# released Talker (a hub id: used on a networked machine, a clear load error offline).
+HUB_TALKER = "vysri/SmolLM360M-IT-ConvFill"
+DEMO_KNOWLEDGE = ("Jane Austen wrote Pride and Prejudice. It was first published in 1813. "
+                  "The novel follows Elizabeth Bennet and Mr Darcy.")
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """How the app is set up (the environment fills it in `from_env`).
+
+    Args:
+        db: SQLite store path; None = `CONVFILL_DB` / `convfill.paths.db_path()`.
+        talkers: Talker dropdown entries (the first is the default); users may also type a path or hub id.
+        default_reasoner: the Reasoner selected when a page opens.
+        default_knowledge: the oracle's prefilled knowledge text.
+        preload_talker: load the default Talker at start-up, so the first turn does not wait for it.
+        title: page title.
+    """
+
+    db: str | None = None
+    talkers: tuple[str, ...] = (DEFAULT_TALKER, HUB_TALKER)
+    default_reasoner: str = "local"
+    default_knowledge: str = DEMO_KNOWLEDGE
+    preload_talker: bool = False
+    title: str = "ConvFill Studio"
+
+    @classmethod
+    def from_env(cls, **overrides) -> "AppConfig":
+        """Read `CONVFILL_DB`, `CONVFILL_REASONER` (default Reasoner) and `CONVFILL_TALKERS`
+        (comma-separated extra Talker entries)."""
+        talkers = cls.talkers
+        extra = [t.strip() for t in os.environ.get("CONVFILL_TALKERS", "").split(",") if t.strip()]
+        if extra:
+            talkers = (DEFAULT_TALKER, *extra)
+        kw = dict(db=os.environ.get("CONVFILL_DB") or None, talkers=talkers,
+                  default_reasoner=os.environ.get("CONVFILL_REASONER", cls.default_reasoner))
+        kw.update(overrides)
+        return cls(**kw)
+
+
+def build_app(config: AppConfig | None = None, pool: ModelPool | None = None):
+    """The Gradio Blocks of ConvFill Studio.
+
+    Args:
+        config: app settings (default: `AppConfig.from_env()`).
+        pool: shared loaded models (tests may pass one with a preloaded Talker).
+    """
+    import gradio as gr
+
+    from labeling.store import LabelStore
+
+    from .chat import ChatContext, build_chat_tab
+
+    config = config or AppConfig.from_env()
+    pool = pool or ModelPool()
+    store = LabelStore(config.db)
+    if config.preload_talker:
+        pool.talker(config.talkers[0])
+    ctx = ChatContext(pool=pool, store=store, talker_choices=config.talkers,
+                      default_reasoner=config.default_reasoner, default_knowledge=config.default_knowledge)
+    with gr.Blocks(title=config.title) as demo:
+        gr.Markdown(f"## {config.title}\nA small local **Talker** speaks at once while a **Reasoner** streams "
+                    "knowledge in the background (conversational infill). Fillers come from `<sil>`; "
+                    "knowledge phrases are linked to their chunk on the timeline.")
+        with gr.Tab("Chat", id="chat"):
+            build_chat_tab(ctx)
+        labeling_tab = _labeling_tab_builder()
+        if labeling_tab is not None:
+            with gr.Tab("Labeling", id="labeling"):
+                labeling_tab(store)
+    demo.convfill_store = store  # for tests and scripts: the store this app writes to
+    return demo
+
+
+def _labeling_tab_builder():
+    """`labeling.ui.build_labeling_tab` when that module exists (it ships separately), else None."""
+    try:
+        from labeling.ui import build_labeling_tab
+    except ModuleNotFoundError as e:
+        if e.name not in ("labeling.ui",):
+            raise
+        log.info("labeling.ui not installed: the Labeling tab is hidden")
+        return None
+    return build_labeling_tab
+
+
+__all__ = ["AppConfig", "ChatSession", "ModelPool", "TurnSettings", "build_app"]

@@ -1,0 +1,189 @@
+"""The Chat tab: layout, and handlers that are short adapters over `ChatSession` and the renderers.
+
+One async generator (`run_turn`) runs the engine turn and, with every event, yields the chat messages,
+the timeline SVG and the metrics table, so the page updates from one stream (no polling). Stop is a
+Gradio `cancels=[turn]` on the streaming event *and* an explicit `engine.cancel()`, so the turn ends at
+once even for API clients that never run the browser's cancel logic; a new message while a turn runs
+cancels it inside the engine (barge-in). `ConvFillError`s become `gr.Error` with their message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+
+import gradio as gr
+
+from ..config import EngineConfig
+from ..errors import ConvFillError
+from ..events import FirstToken, PhraseDelta
+from ..reasoners import REASONERS, reasoner_status
+from .session import ChatSession, ModelPool, TurnSettings
+from .timeline import render_timeline
+from .view import render_metrics
+
+# Engine settings shown in the tab; labels, help and bounds come from the EngineConfig fields.
+ENGINE_CONTROLS = ("silence_s", "max_fillers", "max_phrases", "max_phrase_tokens", "reasoner_timeout_s",
+                   "turn_timeout_s", "history_turns")
+STREAM_INTERVAL_S = 0.04  # token-only updates are coalesced to ~25 per second; structural events always go out
+
+
+@dataclass
+class ChatContext:
+    """What the Chat tab's handlers share: the process-wide models and store, and the tab's defaults."""
+
+    pool: ModelPool
+    store: object | None
+    talker_choices: tuple[str, ...]
+    default_reasoner: str = "local"
+    default_knowledge: str = ""
+
+
+def config_control(name: str, cls: type = EngineConfig) -> gr.Number:
+    """A number box for dataclass field `name`: label, help, bounds and default from its metadata."""
+    f = cls.__dataclass_fields__[name]
+    md = f.metadata
+    is_int = isinstance(f.default, int) and not isinstance(f.default, bool)
+    return gr.Number(value=f.default, label=name, info=md.get("help"), minimum=md.get("lo"),
+                     maximum=md.get("hi"), precision=0 if is_int else None, step=1 if is_int else 0.05,
+                     elem_id=f"cf-{name}")
+
+
+def reasoner_choices() -> list[tuple[str, str]]:
+    """(label, name) for every registered Reasoner, labelled with whether it is usable here."""
+    out = []
+    for name in REASONERS:
+        try:
+            st = reasoner_status(name)
+            label = f"{name} ({st['detail']})" if st["usable"] else f"{name} (unavailable: {st['detail']})"
+        except Exception as e:  # a broken provider module must not take the app down
+            label = f"{name} (unavailable: {type(e).__name__})"
+        out.append((label, name))
+    return out
+
+
+def _outputs(session: ChatSession):
+    events = session.last_events
+    return session.messages(), render_timeline(events), render_metrics(events)
+
+
+def _settings(kw: dict) -> TurnSettings:
+    engine = {k: kw.pop(k) for k in ENGINE_CONTROLS if k in kw}
+    known = {f.name for f in dataclasses.fields(TurnSettings)}
+    return TurnSettings(**{k: v for k, v in kw.items() if k in known and v is not None}, engine=engine)
+
+
+def make_handlers(ctx: ChatContext):
+    """The tab's event handlers, closed over the shared context."""
+
+    async def run_turn(message: str, session: ChatSession | None, **settings) -> AsyncIterator[tuple]:
+        """Stream one turn: (chat messages, timeline HTML, metrics HTML, cleared textbox, session state)."""
+        session = session or ChatSession(ctx.pool, ctx.store)
+        try:
+            await session.prepare(_settings(settings))
+            last, fresh_phrase = 0.0, False
+            async with aclosing(session.run(message or "")) as events:
+                first = True
+                async for ev in events:
+                    if isinstance(ev, FirstToken):  # its text follows at once in a PhraseDelta
+                        fresh_phrase = True
+                        continue
+                    now = time.monotonic()
+                    # Coalesce fast tokens, but never hold back a phrase's first words (that is the
+                    # latency the user feels); a skipped token shows with the next event anyway.
+                    if isinstance(ev, PhraseDelta) and not fresh_phrase and now - last < STREAM_INTERVAL_S:
+                        continue
+                    fresh_phrase, last = False, now
+                    yield (*_outputs(session), "" if first else gr.skip(), session)
+                    first = False
+        except ConvFillError as e:
+            raise gr.Error(str(e)) from e
+        if session.save_error:
+            gr.Warning(f"This turn was not saved: {session.save_error}")
+        yield (*_outputs(session), gr.skip(), session)
+
+    async def stop_turn(session: ChatSession | None):
+        """Cancel the running turn now; it still ends with TurnEnded and is persisted."""
+        if session is not None:
+            await session.cancel()
+        return render_session(session)
+
+    def render_session(session: ChatSession | None):
+        """The session's current chat, timeline and metrics (a full value, not a stream diff)."""
+        return _outputs(session) if session is not None else ([], render_timeline([]), render_metrics([]))
+
+    async def new_conversation(session: ChatSession | None):
+        if session is not None:
+            await session.reset()
+        return [], render_timeline([]), render_metrics([]), session
+
+    def reasoner_changed(name: str):
+        return gr.update(visible=name == "oracle"), gr.update(visible=name not in ("oracle", "local"))
+
+    return run_turn, stop_turn, render_session, new_conversation, reasoner_changed
+
+
+def build_chat_tab(ctx: ChatContext) -> dict[str, gr.components.Component]:
+    """Lay out the Chat tab inside the current Blocks context and wire its events; returns its components."""
+    run_turn, stop_turn, render_session, new_conversation, reasoner_changed = make_handlers(ctx)
+    state = gr.State(None)  # a ChatSession per browser session, created on its first turn
+    with gr.Row():
+        with gr.Column(scale=3):
+            chatbot = gr.Chatbot(label="Conversation", height=420, elem_id="cf-chatbot", buttons=["copy"],
+                                 placeholder="The Talker answers at once; the Reasoner's knowledge arrives "
+                                             "in the background (the collapsible ◆ Reasoner messages).")
+            with gr.Row():
+                msg = gr.Textbox(label="Message", placeholder="Ask something…", scale=5, elem_id="cf-message",
+                                 autofocus=True, max_lines=4)
+                send = gr.Button("Send", variant="primary", scale=1, elem_id="cf-send")
+                stop = gr.Button("Stop", variant="stop", scale=1, elem_id="cf-stop")
+            timeline = gr.HTML(render_timeline([]), label="Timeline", elem_id="cf-timeline")
+            metrics = gr.HTML(render_metrics([]), label="Metrics", elem_id="cf-metrics")
+        with gr.Column(scale=2):
+            with gr.Group():
+                reasoner = gr.Dropdown(reasoner_choices(), value=ctx.default_reasoner, label="Reasoner",
+                                       elem_id="cf-reasoner",
+                                       info="local/oracle run offline; API Reasoners need a key (env or below)")
+                knowledge = gr.Textbox(ctx.default_knowledge, label="Oracle knowledge", lines=3,
+                                       elem_id="cf-knowledge", visible=ctx.default_reasoner == "oracle",
+                                       info="the oracle streams these sentences as knowledge chunks")
+                reasoner_model = gr.Textbox("", label="Reasoner model", placeholder="provider default",
+                                            info="API model name, or a GGUF path for local")
+                with gr.Group(visible=ctx.default_reasoner not in ("oracle", "local")) as api_group:
+                    base_url = gr.Textbox("", label="Base URL (OpenAI-compatible server)",
+                                          placeholder="e.g. http://127.0.0.1:8000/v1")
+                    api_key = gr.Textbox("", label="API key (this session only, never stored)", type="password")
+                delay = gr.Slider(0, 10, value=1.5, step=0.1, label="Simulated Reasoner delay (s)",
+                                  info="oracle: before its first chunk; local/API: before streaming starts")
+                gap = gr.Slider(0, 5, value=0.4, step=0.1, label="Oracle gap between chunks (s)")
+            talker = gr.Dropdown(list(ctx.talker_choices), value=ctx.talker_choices[0], allow_custom_value=True,
+                                 label="Talker", elem_id="cf-talker",
+                                 info="the shipped GGUF, a .gguf path, or a hub id / local dir (transformers; "
+                                      "needs network for hub ids)")
+            with gr.Accordion("Engine settings", open=False):
+                engine_controls = {name: config_control(name) for name in ENGINE_CONTROLS}
+            new_conv = gr.Button("New conversation", size="sm")
+
+    reasoner.change(reasoner_changed, reasoner, [knowledge, api_group], queue=False, api_visibility="private")
+    settings = {"reasoner": reasoner, "reasoner_model": reasoner_model, "base_url": base_url, "api_key": api_key,
+                "knowledge": knowledge, "reasoner_delay_s": delay, "oracle_gap_s": gap, "talker": talker,
+                **engine_controls}
+    # Several sessions stream at once (concurrency_limit=None); the shared Talker's lock serialises
+    # generation. trigger_mode="multiple": a message sent while a turn runs starts a new turn that
+    # cancels the old one in the engine (barge-in) instead of being dropped by the browser.
+    turn = gr.on([msg.submit, send.click], run_turn, inputs=[msg, state], inputs_kwargs=settings,
+                 outputs=[chatbot, timeline, metrics, msg, state], api_name="chat", concurrency_limit=None,
+                 trigger_mode="multiple", show_progress="hidden")
+    # The stopped generator may still deliver a last diff that the browser, having cancelled the event,
+    # applies to an outdated base; one full re-render after Stop makes the page show the final state.
+    stop.click(stop_turn, [state], [chatbot, timeline, metrics], cancels=[turn], api_name="stop",
+               concurrency_limit=None, show_progress="hidden").then(
+        render_session, [state], [chatbot, timeline, metrics], api_visibility="private", concurrency_limit=None,
+        show_progress="hidden")
+    new_conv.click(new_conversation, [state], [chatbot, timeline, metrics, state], api_name="new_conversation",
+                   concurrency_limit=None)
+    return {"chatbot": chatbot, "message": msg, "send": send, "stop": stop, "timeline": timeline,
+            "metrics": metrics, "reasoner": reasoner, "knowledge": knowledge, "talker": talker, "state": state}

@@ -1,0 +1,248 @@
+"""Per-browser-session chat state over shared loaded models.
+
+Every browser session gets its own `ChatSession` (kept in a `gr.State`): its own `Engine` (so its own
+conversation history), its own `TurnRecorder` (its own conversation in the store) and its own turn views.
+Loaded models are expensive, so they live once per process in a `ModelPool` and are shared: a Talker
+serialises generation with its own lock (`Talker._lock`), and the local Reasoner is shallow-copied per
+session so each copy has its own simulated delay but shares the one llama.cpp model and its lock.
+
+API keys typed in the app travel only in `TurnSettings.api_key` (hidden from `repr`) into the Reasoner
+constructor; they are never stored, logged or shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import inspect
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..config import EngineConfig
+from ..engine import Engine
+from ..errors import ConfigError, InputError, TalkerLoadError
+from ..events import Event, TurnEnded
+from ..reasoners import REASONERS, Reasoner, reasoner_class
+from ..talkers import TALKERS, Talker, get_talker
+from .view import TurnView
+
+DEFAULT_TALKER = "default (SmolLM2-135M-Instruct GGUF, llama.cpp)"
+
+
+@dataclass(frozen=True)
+class TurnSettings:
+    """The Chat tab's controls for one turn (a change applies to the next turn).
+
+    Args:
+        reasoner: registry name (`convfill.reasoners.REASONERS`).
+        reasoner_model: model name for API Reasoners, or a GGUF path for `local` (blank: its default).
+        base_url: OpenAI-compatible server URL (Reasoners that accept `base_url`).
+        api_key: optional per-session key; never stored, never in `repr`.
+        knowledge: text the oracle Reasoner streams.
+        reasoner_delay_s: simulated Reasoner latency (oracle: first chunk; others: delay before streaming).
+        oracle_gap_s: oracle: seconds between chunks.
+        talker: `DEFAULT_TALKER`, a GGUF path, a hub id / local dir, optionally prefixed `runtime:`.
+        engine: `EngineConfig` field values.
+    """
+
+    reasoner: str = "oracle"
+    reasoner_model: str = ""
+    base_url: str = ""
+    api_key: str = field(default="", repr=False)
+    knowledge: str = ""
+    reasoner_delay_s: float = 1.5
+    oracle_gap_s: float = 0.4
+    talker: str = DEFAULT_TALKER
+    engine: dict[str, Any] = field(default_factory=dict)
+
+    def engine_config(self) -> EngineConfig:
+        """The `EngineConfig` (ConfigError naming the field when a value is out of bounds)."""
+        fields = {f for f in EngineConfig.__dataclass_fields__}
+        values = {k: v for k, v in self.engine.items() if k in fields and v is not None}
+        for k, v in list(values.items()):
+            default = EngineConfig.__dataclass_fields__[k].default
+            if isinstance(default, int) and not isinstance(default, bool):
+                values[k] = int(v)
+            elif isinstance(default, float):
+                values[k] = float(v)
+        return EngineConfig(**values)
+
+
+def talker_spec(text: str | None) -> tuple[str, str | None]:
+    """(runtime, model) for the Talker box: blank/default -> the shipped GGUF on llama.cpp; `*.gguf` ->
+    llama.cpp; anything else (hub id, local directory) -> transformers; `runtime:model` picks explicitly."""
+    text = (text or "").strip()
+    if not text or text == DEFAULT_TALKER:
+        return "llamacpp", None
+    head, sep, rest = text.partition(":")
+    if sep and head in TALKERS:
+        return head, rest.strip() or None
+    return ("llamacpp" if text.lower().endswith(".gguf") else "transformers"), text
+
+
+class ModelPool:
+    """Models loaded once per process and shared by all sessions (loading is serialised)."""
+
+    def __init__(self) -> None:
+        self._talkers: dict[tuple[str, str | None], Talker] = {}
+        self._local: dict[str | None, Reasoner] = {}
+        self._lock = threading.Lock()
+
+    def add_talker(self, spec: str, talker: Talker) -> None:
+        """Register an already loaded Talker under the Talker-box text `spec`."""
+        self._talkers[talker_spec(spec)] = talker
+
+    def talker(self, spec: str) -> Talker:
+        """Blocking: the Talker for `spec`, loading it on first use (TalkerLoadError with the reason)."""
+        key = talker_spec(spec)
+        with self._lock:
+            if key not in self._talkers:
+                runtime, model = key
+                try:
+                    self._talkers[key] = get_talker(runtime, model=model)
+                except (TalkerLoadError, ConfigError):
+                    raise
+                except Exception as e:  # e.g. an import error deep in a runtime
+                    raise TalkerLoadError(f"Could not load Talker {model or 'default'!r}: {e}") from e
+            return self._talkers[key]
+
+    def local_reasoner(self, model_path: str | None, delay_s: float) -> Reasoner:
+        """Blocking: a per-session copy of the shared local Reasoner with its own delay."""
+        with self._lock:
+            if model_path not in self._local:
+                self._local[model_path] = reasoner_class("local")(model_path or None)
+            base = self._local[model_path]
+        mine = copy.copy(base)  # shares the llama.cpp model and its lock; only the delay differs
+        mine.delay_s = delay_s
+        return mine
+
+
+def _accepted(cls: type, options: dict[str, Any]) -> dict[str, Any]:
+    """The options `cls.__init__` accepts (Reasoners differ: only some take a key, URL or delay)."""
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return options
+    return {k: v for k, v in options.items() if k in params}
+
+
+def build_reasoner(s: TurnSettings, pool: ModelPool) -> Reasoner:
+    """Blocking: the Reasoner for these settings (ConfigError / MissingKeyError with a clean message)."""
+    if s.reasoner not in REASONERS:
+        raise ConfigError(f"Reasoner {s.reasoner!r} is not available in this installation. "
+                          f"Available: {', '.join(sorted(REASONERS))}")
+    if s.reasoner == "oracle":
+        if not s.knowledge.strip():
+            raise InputError("The oracle Reasoner streams the knowledge text you give it: fill in "
+                             "'Oracle knowledge' first.")
+        return reasoner_class("oracle")(s.knowledge, first_chunk_s=s.reasoner_delay_s, gap_s=s.oracle_gap_s)
+    if s.reasoner == "local":
+        return pool.local_reasoner(s.reasoner_model.strip() or None, s.reasoner_delay_s)
+    cls = reasoner_class(s.reasoner)
+    options = {"model": s.reasoner_model.strip(), "base_url": s.base_url.strip(), "api_key": s.api_key.strip(),
+               "delay_s": s.reasoner_delay_s}
+    return cls(**_accepted(cls, {k: v for k, v in options.items() if v not in ("", None)}))
+
+
+def reasoner_label(r: Reasoner) -> str:
+    d = r.describe()
+    name, model = d.get("reasoner", r.name), d.get("model", "")
+    return name if not model or model == name else f"{name} · {model}"
+
+
+class ChatSession:
+    """One browser session's conversation: engine, recorder, and the views of its turns.
+
+    Args:
+        pool: shared models.
+        store: the `labeling.store.LabelStore` turns are written to (None: not persisted).
+    """
+
+    def __init__(self, pool: ModelPool, store=None):
+        self.pool, self.store = pool, store
+        self.engine: Engine | None = None
+        self.recorder = None
+        self.turns: list[TurnView] = []
+        self.current: TurnView | None = None
+        self.save_error: str | None = None  # why the last turn could not be stored, if it could not
+
+    # The engine calls this for every event, synchronously, also while a turn is being cancelled, so a
+    # view always receives its TurnEnded even when the UI stopped listening (Stop, closed tab).
+    def _observe(self, ev: Event) -> None:
+        if self.current is not None:
+            self.current.apply(ev)
+
+    def _record(self, ev: Event) -> None:
+        # The engine logs and swallows observer errors (a turn must not die because a disk is full), so
+        # keep the reason here for the UI to show: a turn that could not be saved is never silent.
+        try:
+            self.recorder(ev)
+        except Exception as e:
+            self.save_error = str(e)
+            raise
+
+    async def prepare(self, s: TurnSettings) -> None:
+        """Load/build the models for the next turn and point the engine and recorder at them."""
+        config = s.engine_config()
+        talker = await asyncio.to_thread(self.pool.talker, s.talker)
+        reasoner = await asyncio.to_thread(build_reasoner, s, self.pool)
+        if self.engine is None:
+            observers = [self._observe]
+            if self.store is not None:
+                from labeling.store import TurnRecorder
+
+                self.recorder = TurnRecorder(self.store, source="chat")
+                observers.append(self._record)
+            self.engine = Engine(talker, reasoner, config, observers=observers)
+        else:
+            await self.engine.cancel()  # a running turn keeps its settings; end it before swapping
+            self.engine.talker, self.engine.reasoner, self.engine.config = talker, reasoner, config
+        if self.recorder is not None:
+            self.recorder.talker, self.recorder.reasoner = talker.describe(), reasoner.describe()
+            self.recorder.config = {**asdict(config), "talker_box": s.talker}
+
+    async def run(self, text: str) -> AsyncIterator[Event]:
+        """Run a turn (after `prepare`), yielding each event once the views have applied it.
+
+        Barge-in: a running turn of this session is cancelled first and still ends with TurnEnded.
+        """
+        if self.engine is None:
+            raise ConfigError("ChatSession.prepare() must run before a turn")
+        self.engine.check_input(text)  # InputError before anything is cancelled
+        await self.engine.cancel()
+        self.save_error = None
+        self.current = TurnView(text, reasoner_label(self.engine.reasoner) if self.engine.reasoner else "")
+        self.turns.append(self.current)
+        async for ev in self.engine.turn(text):
+            yield ev
+            if isinstance(ev, TurnEnded):
+                return
+
+    async def cancel(self) -> None:
+        """Stop the running turn now (it ends with TurnEnded(reason="cancelled") and is persisted)."""
+        if self.engine is not None:
+            await self.engine.cancel()
+
+    async def reset(self) -> None:
+        """Start a new conversation: no history, a new conversation id in the store."""
+        await self.cancel()
+        self.turns.clear()
+        self.current = None
+        if self.engine is not None:
+            self.engine.reset()
+        if self.recorder is not None:
+            self.recorder.conversation_id = self.recorder.store.new_conversation("chat")
+
+    # ----------------------------------------------------------------------------------------- views
+    def messages(self) -> list[dict]:
+        return [m for t in self.turns for m in t.messages()]
+
+    @property
+    def last_events(self) -> list[Event]:
+        return self.turns[-1].events if self.turns else []
+
+    @property
+    def conversation_id(self) -> str | None:
+        return self.recorder.conversation_id if self.recorder is not None else None
+

@@ -1,0 +1,104 @@
+"""What the Chat tab shows for a turn, folded from its events: chat messages and the metrics table.
+
+Pure functions of events (no Gradio import), so they are unit-tested directly. The Talker's words and the
+Reasoner's knowledge are separate messages: the Reasoner's is a collapsible Gradio "thought" message
+(`metadata.title`), the Talker's is a plain assistant message that grows token by token.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+from ..events import (ChunkArrived, ErrorEvent, Event, PhraseDelta, PhraseEnded, PhraseStarted, ReasonerEnded,
+                      TurnEnded, TurnStarted)
+from ..metrics import turn_metrics
+
+REASONER_TITLE = "◆ Reasoner knowledge"  # ◆ as on the timeline (DejaVu has it; emoji fonts may be missing)
+TALKER_WAITING = "…"
+
+
+@dataclass
+class TurnView:
+    """The chat messages of one turn, updated event by event.
+
+    Args:
+        user: the message as typed (shown even before the engine sanitised it).
+        reasoner_label: e.g. "oracle" or "openai gpt-4o-mini", shown in the Reasoner message title.
+    """
+
+    user: str
+    reasoner_label: str = ""
+    events: list[Event] = field(default_factory=list)
+    chunks: list[tuple[float, str]] = field(default_factory=list)
+    phrases: dict[int, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    reasoner_status: str | None = None  # None while streaming, else ReasonerEnded.status
+    end_reason: str | None = None
+
+    def apply(self, ev: Event) -> None:
+        self.events.append(ev)
+        if isinstance(ev, TurnStarted):
+            self.user = ev.user or self.user
+        elif isinstance(ev, ChunkArrived):
+            self.chunks.append((ev.t_ms, ev.text))
+        elif isinstance(ev, PhraseStarted):
+            self.phrases[ev.phrase_index] = ""
+        elif isinstance(ev, PhraseDelta):
+            self.phrases[ev.phrase_index] = self.phrases.get(ev.phrase_index, "") + ev.text
+        elif isinstance(ev, PhraseEnded):
+            self.phrases[ev.phrase_index] = ev.text
+        elif isinstance(ev, ErrorEvent):
+            self.errors.append(f"⚠ {ev.where} error ({ev.category}): {ev.message}")
+        elif isinstance(ev, ReasonerEnded):
+            self.reasoner_status = ev.status
+        elif isinstance(ev, TurnEnded):
+            self.end_reason = ev.reason
+            if self.reasoner_status is None:
+                self.reasoner_status = "cancelled" if ev.reason != "done" else "done"
+
+    @property
+    def talker_text(self) -> str:
+        return " ".join(t.strip() for _, t in sorted(self.phrases.items()) if t.strip())
+
+    def messages(self) -> list[dict]:
+        """Gradio messages: the user's, the Reasoner's (collapsible), the Talker's."""
+        lines = [f"**#{i}** · {t:.0f} ms · {text}" for i, (t, text) in enumerate(self.chunks)]
+        lines += self.errors
+        if not lines:
+            lines = ["_waiting for knowledge…_" if self.reasoner_status is None else "_no knowledge arrived_"]
+        meta: dict = {"title": f"{REASONER_TITLE} · {self.reasoner_label}" if self.reasoner_label
+                      else REASONER_TITLE}
+        if self.reasoner_status is None:
+            meta["status"] = "pending"  # spinner while the Reasoner streams
+        else:
+            meta["log"] = f"{len(self.chunks)} chunk(s), {self.reasoner_status}"
+        talker = self.talker_text or TALKER_WAITING
+        if self.end_reason and self.end_reason != "done":
+            talker += f" _[{self.end_reason}]_"
+        return [
+            {"role": "user", "content": self.user},
+            {"role": "assistant", "content": "\n\n".join(lines), "metadata": meta},
+            {"role": "assistant", "content": talker},
+        ]
+
+
+def _fmt(v: float | None) -> str:
+    return "–" if v is None else f"{v:.0f} ms"
+
+
+def render_metrics(events: list[Event]) -> str:
+    """A small HTML table of `convfill.metrics.turn_metrics` for the turn so far."""
+    if not events:
+        return '<div class="cf-metrics"><em>Metrics appear with the first turn.</em></div>'
+    m = turn_metrics(events)
+    rows = [("Talker TTFT", _fmt(m.talker_ttft_ms)),
+            ("Reasoner first chunk", _fmt(m.reasoner_first_chunk_ms)),
+            ("First knowledge phrase", _fmt(m.first_knowledge_phrase_ms)),
+            ("Chunk → phrase lag (mean)", _fmt(m.chunk_to_phrase_lag_ms)),
+            ("Fillers / knowledge phrases / chunks", f"{m.n_fillers} / {m.n_knowledge_phrases} / {m.n_chunks}"),
+            ("Total", _fmt(m.total_ms) if m.total_ms is not None else "running…"),
+            ("End", m.end_reason or "running…")]
+    body = "".join(f"<tr><td>{html.escape(k)}</td><td style='text-align:right' data-metric='{i}'>"
+                   f"{html.escape(v)}</td></tr>" for i, (k, v) in enumerate(rows))
+    return f'<table class="cf-metrics">{body}</table>'
