@@ -209,7 +209,7 @@ async def test_missing_oracle_knowledge_and_bad_talker_are_clean_errors():
         await s.prepare(TurnSettings(knowledge="  "))
     from convfill.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="not available.*local, oracle"):
+    with pytest.raises(ConfigError, match="not available.*anthropic, gemini, local, openai, oracle"):
         await s.prepare(TurnSettings(reasoner="nonexistent"))
 
 
