@@ -67,14 +67,24 @@ _TOKEN = re.compile(r"\d[\d,]*(?:\.\d+)?(?:st|nd|rd|th)?|[A-Za-z]+(?:-[A-Za-z]+)
 
 
 def _flush(run: list[str]) -> str | None:
-    """The value of a run of cardinal number words ("two hundred and five" -> "205")."""
+    """The value of a run of cardinal number words: "two hundred and five" -> "205"; runs of several
+    two-digit groups without a scale word are read the way years and codes are spoken:
+    "eighteen ninety-six" -> "1896", "twenty twenty-one" -> "2021"."""
     words = [w for w in run if w != "and"]
     if not words:
         return None
     if words == ["half"]:
         return "0.5"
-    if words == ["dozen"]:
-        return "12"
+    if not any(w in _SCALES or w in ("dozen", "half") for w in words):
+        groups: list[int] = []
+        for i, w in enumerate(words):
+            if w in _UNITS and 0 < _UNITS[w] < 10 and i > 0 and words[i - 1] in _TENS:
+                groups[-1] += _UNITS[w]
+            else:
+                groups.append(_UNITS.get(w, _TENS.get(w, 0)))
+        if len(groups) == 1:
+            return str(groups[0])
+        return str(groups[0]) + "".join(f"{g:02d}" for g in groups[1:])
     total, current = 0, 0
     for w in words:
         if w in _UNITS:
