@@ -174,6 +174,11 @@ def test_cli_bad_input_is_a_clear_error(tmp_path, capsys):
     assert "LoRA adapter not found" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="bad Talker config"):
         TalkerSpec.parse("temperature=1")
+    spec = TalkerSpec.parse("talker=llamacpp,lora=t.gguf,style=convfill", seed=3, threads=1)
+    assert (spec.talker, spec.lora, spec.style, spec.model, spec.seed, spec.threads) == \
+        ("llamacpp", "t.gguf", "convfill", None, 3, 1)
+    with pytest.raises(ConfigError, match="needs the llamacpp runtime"):
+        TalkerSpec.parse("talker=transformers,lora=" + str(good)).build([])
 
 
 def test_compare_prints_a_table_with_one_column_per_config(tmp_path, capsys):

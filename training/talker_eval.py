@@ -248,11 +248,12 @@ class TalkerSpec:
     lora: str | None = None         # GGUF LoRA adapter (llamacpp only)
     style: str | None = None        # convfill | prompted; None = the runtime's default for the model
     seed: int = 0
+    threads: int | None = None      # llama.cpp CPU threads (None = its default)
 
     @classmethod
-    def parse(cls, text: str, seed: int = 0) -> TalkerSpec:
+    def parse(cls, text: str, seed: int = 0, threads: int | None = None) -> TalkerSpec:
         """`talker=llamacpp,lora=a.gguf,style=convfill` (keys: talker, model, lora, style)."""
-        spec = cls(seed=seed)
+        spec = cls(seed=seed, threads=threads)
         for part in filter(None, (p.strip() for p in text.split(","))):
             key, sep, value = part.partition("=")
             if not sep or key not in ("talker", "model", "lora", "style"):
@@ -268,6 +269,8 @@ class TalkerSpec:
         from convfill.talkers import get_talker
 
         opts: dict[str, Any] = {"style": self.style, "temperature": 0.0, "seed": self.seed}
+        if self.threads and self.talker == "llamacpp":
+            opts["n_threads"] = self.threads
         if self.lora:
             if self.talker != "llamacpp":
                 raise ConfigError("--lora needs the llamacpp runtime (merge the adapter for transformers)")
@@ -356,6 +359,7 @@ def evaluate(spec: TalkerSpec, data: Sequence[str], limit: int | None = None, ma
     finally:
         talker.close()
     summary = report(items, talker.describe(), data=[str(d) for d in data], limit=limit, seed=spec.seed,
+                     threads=spec.threads,
                      load_s=round(load_s, 2), run_s=round(run_s, 2))
     return summary, items
 
@@ -446,6 +450,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="do not pre-fill the previous turn before a turn (the engine does; TTFT then includes it)")
     p.add_argument("--leak-min", type=int, default=LEAK_MIN,
                    help="knowledge words a filler must share to count as a guessed answer")
+    p.add_argument("--threads", type=int, default=None,
+                   help="llama.cpp CPU threads (default: the runtime's; 1 is faster on an overloaded machine)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--progress", action="store_true", help="progress bar on stderr")
 
@@ -504,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
                 name, sep, spec = c.partition("=")
                 if not sep or not name:
                     raise ConfigError(f"--config needs NAME=SPEC, got {c!r}")
-                summary, items = evaluate(TalkerSpec.parse(spec, a.seed), a.data, a.limit, a.max_tokens,
+                summary, items = evaluate(TalkerSpec.parse(spec, a.seed, a.threads), a.data, a.limit, a.max_tokens,
                                           not a.no_warm, a.leak_min, a.progress)
                 results[name] = summary
                 if a.out_dir:
@@ -514,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv[:1] == ["run"]:
             argv = argv[1:]
         a = _run_parser().parse_args(argv)
-        spec = TalkerSpec(a.talker, a.talker_model, a.lora, a.style, a.seed)
+        spec = TalkerSpec(a.talker, a.talker_model, a.lora, a.style, a.seed, a.threads)
         summary, items = evaluate(spec, a.data, a.limit, a.max_tokens, not a.no_warm, a.leak_min, a.progress)
         if a.out:
             _write_items(a.out, items)
