@@ -52,6 +52,11 @@ def test_knowledge_phrase_keeping_name_and_number_scores_full():
     assert dropped["missing"]["names"] == ["louvre"] and dropped["missing"]["numbers"] == ["9"]
     assert kept["retention"] > score_knowledge(chunk, "The Louvre opens in the morning.")["retention"] > \
         dropped["retention"]
+    assert kept["added_names_numbers"] == []
+    padded = score_knowledge(chunk, "The Louvre opens at nine, and the Orsay at ten.", visible="Is it open?")
+    assert padded["retention"] < 1.0 and padded["added_names_numbers"] == ["Orsay", "10"]
+    assert score_knowledge(chunk, "The Louvre opens at nine, like the Orsay.",
+                           visible="Is it like the Orsay?")["added_names_numbers"] == []
 
 
 def test_filler_naming_something_new_is_hallucination_and_checking_is_not():
@@ -159,6 +164,26 @@ def test_cli_gold_run_writes_items(tmp_path, capsys):
     items = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(items) == 9 and {"context", "gold", "generated", "scores", "ttft_ms"} <= set(items[0])
     assert items[1]["context"]["earlier"] == ["Let me check the Friday hours for you."]
+
+
+def test_rescore_recomputes_scores_of_a_stored_run(tmp_path, capsys):
+    a = tmp_path / "a.jsonl"
+    a.write_text("".join(json.dumps(c) + "\n" for c in CORPUS))
+    items = tmp_path / "items.jsonl"
+    assert main(["--data", str(a), "--talker", "gold", "--out", str(items)]) == 0
+    capsys.readouterr()
+    rows = [json.loads(x) for x in items.read_text().splitlines()]
+    rows[0]["generated"] = "Paris has twelve museums."  # a filler that invents, scored as if generated
+    rows[0]["scores"] = {}
+    items.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["rescore", "--data", str(a), "--items", str(items), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["filler_hallucination"] == 0.2 and summary["knowledge_retention"] == \
+        summary["reference_gold"]["knowledge_retention"]
+    rows[1]["gold"] = "something else"
+    items.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["rescore", "--data", str(a), "--items", str(items)]) == 1
+    assert "does not match the data" in capsys.readouterr().err
 
 
 def test_cli_bad_input_is_a_clear_error(tmp_path, capsys):

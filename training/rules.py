@@ -21,6 +21,9 @@ think good great question thanks thank please get got going go now bit""".split(
 NOT_NAMES = {"I"}
 
 _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+")
+# Also not names: the first word of a quoted sentence ("Don't forget...") and contractions (Don't, Can't).
+_NAME_QUOTED = re.compile(r"(?<![.!?]\s)(?<![.!?]\s[\"\u201c'])(?<!^)(?<!^[\"\u201c'])(?<![\"\u201c])"
+                          r"\b[A-Z][a-z]+\b(?!'t\b|\u2019t\b)")
 
 
 def stem(w: str) -> str:
@@ -37,14 +40,18 @@ def content_words(text: str) -> set[str]:
     return {stem(w) for w in re.findall(r"[a-z']+", text.lower()) if len(w) > 3 and w not in STOPWORDS}
 
 
-def names(text: str) -> set[str]:
-    """Capitalised words that do not start the text or a sentence: a crude proper-noun detector."""
-    return {w for w in _NAME.findall(text) if w not in NOT_NAMES}
+def names(text: str, quotes: bool = False) -> set[str]:
+    """Capitalised words that do not start the text or a sentence: a crude proper-noun detector.
+
+    `quotes=True` also skips the first word of a quotation and contractions ("Don't"): free model output
+    quotes itself, curated training data hardly does (the generator keeps the original rule).
+    """
+    return {w for w in (_NAME_QUOTED if quotes else _NAME).findall(text) if w not in NOT_NAMES}
 
 
-def new_names(phrase: str, visible: str) -> set[str]:
+def new_names(phrase: str, visible: str, quotes: bool = False) -> set[str]:
     """Names in `phrase` that appear nowhere (case-insensitively) in `visible`."""
-    return {w for w in names(phrase) if w.lower() not in visible.lower()}
+    return {w for w in names(phrase, quotes) if w.lower() not in visible.lower()}
 
 
 def leaked_words(phrase: str, visible: str, upcoming: list[str]) -> set[str]:
@@ -117,7 +124,8 @@ def numbers(text: str) -> set[str]:
             out.add(v)
         run.clear()
 
-    for tok in _TOKEN.findall(text):
+    # Hyphenated words count part by part: "twenty-five" is a run, "half-pound" holds "half".
+    for tok in (p for t in _TOKEN.findall(text) for p in (t.split("-") if t[0].isalpha() else [t]) if p):
         low = tok.lower()
         if tok[0].isdigit():
             flush()
@@ -125,9 +133,8 @@ def numbers(text: str) -> set[str]:
             value = (m.group(1) if m else tok).replace(",", "")
             out.add(value + "th" if m and m.group(2) else value)
             continue
-        parts = low.split("-")
-        if all(p in _NUM_WORDS for p in parts) or (low == "and" and run and run[-1] in _SCALES):
-            run.extend(parts)
+        if low in _NUM_WORDS or (low == "and" and run and run[-1] in _SCALES):
+            run.append(low)
             continue
         flush()
         if low in _ORDINALS and low != "second":

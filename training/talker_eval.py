@@ -27,6 +27,7 @@ that they do not flag good data.
     python -m training.talker_eval --data heldout.jsonl --json
     python -m training.talker_eval --data heldout.jsonl --lora talker.gguf --style convfill --out items.jsonl
     python -m training.talker_eval split --data part_a.jsonl part_b.jsonl --heldout 0.1 --seed 0 --out-dir d
+    python -m training.talker_eval rescore --data heldout.jsonl --items items.jsonl   # rules changed
     python -m training.talker_eval compare --data heldout.jsonl --config base=style=prompted \\
         --config trained=lora=talker.gguf,style=convfill
 """
@@ -146,15 +147,17 @@ class Facts:
 
 def key_facts(chunk: str) -> Facts:
     nums = frozenset(numbers(chunk))
-    nms = frozenset(n.lower() for n in names(chunk))
+    nms = frozenset(n.lower() for n in names(chunk, quotes=True))
     name_stems = {stem(n) for n in nms}
     num_words = {stem(w) for w in content_words(chunk) if numbers(w)}
     words = frozenset(content_words(chunk) - name_stems - num_words)
     return Facts(nums, nms, words)
 
 
-def score_knowledge(chunk: str, phrase: str) -> dict:
-    """Retention of `chunk`'s key facts in `phrase`, and which ones went missing."""
+def score_knowledge(chunk: str, phrase: str, visible: str = "") -> dict:
+    """Retention of `chunk`'s key facts in `phrase`, which ones went missing, and which names or numbers
+    the phrase adds that neither the chunk nor the `visible` context holds (a knowledge phrase should say
+    its chunk's meaning and nothing new)."""
     f = key_facts(chunk)
     said_nums, said_words = numbers(phrase), content_words(phrase)
     lower = phrase.lower()
@@ -163,11 +166,14 @@ def score_knowledge(chunk: str, phrase: str) -> dict:
     miss_words = sorted(f.words - said_words)
     kept = f.total - len(miss_nums) - len(miss_names) - len(miss_words)
     has_nn = bool(f.numbers or f.names)
+    known = chunk + " " + visible
+    added = sorted(new_names(phrase, known, quotes=True)) + sorted(said_nums - numbers(known))
     return {
         "n_facts": f.total,
         "retention": round(kept / f.total, 4) if f.total else None,
         "all_names_numbers": (not miss_nums and not miss_names) if has_nn else None,
         "missing": {"numbers": miss_nums, "names": miss_names, "words": miss_words},
+        "added_names_numbers": added,
     }
 
 
@@ -179,7 +185,7 @@ def visible_text(ctx: PhraseContext) -> str:
 def score_filler(phrase: str, ctx: PhraseContext, upcoming: Sequence[str] = (), leak_min: int = LEAK_MIN) -> dict:
     """Does a `<sil>` phrase state facts the Talker could not know? (the rules of `training.generate`)"""
     visible = visible_text(ctx)
-    unseen_names = sorted(new_names(phrase, visible))
+    unseen_names = sorted(new_names(phrase, visible, quotes=True))
     unseen_numbers = sorted(numbers(phrase) - numbers(visible))
     leaked = sorted(leaked_words(phrase, visible, list(upcoming)))
     guessed = len(leaked) >= leak_min
@@ -190,7 +196,7 @@ def score_filler(phrase: str, ctx: PhraseContext, upcoming: Sequence[str] = (), 
 def score(slot: Slot, phrase: str, leak_min: int = LEAK_MIN) -> dict:
     if slot.context.knowledge is None:
         return score_filler(phrase, slot.context, slot.upcoming, leak_min)
-    return score_knowledge(slot.context.knowledge, phrase)
+    return score_knowledge(slot.context.knowledge, phrase, visible_text(slot.context))
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -210,6 +216,7 @@ def aggregate(items: Sequence[dict], key: str = "scores") -> dict:
         "knowledge_all_names_numbers": _share([s["all_names_numbers"] for s in know
                                                 if s["all_names_numbers"] is not None]),
         "n_knowledge_with_names_numbers": sum(1 for s in know if s["all_names_numbers"] is not None),
+        "knowledge_adds_names_numbers": _share([bool(s["added_names_numbers"]) for s in know]),
         "filler_hallucination": _share([s["hallucinated"] for s in fill]),
         "filler_new_names": _share([bool(s["new_names"]) for s in fill]),
         "filler_new_numbers": _share([bool(s["new_numbers"]) for s in fill]),
@@ -337,10 +344,12 @@ def report(items: Sequence[dict], talker_desc: dict | None = None, **extra) -> d
         "n_knowledge": sum(1 for it in items if it["kind"] == "knowledge"),
         "n_fillers": sum(1 for it in items if it["kind"] == "filler"),
         "n_empty": sum(1 for it in items if not it["generated"]),
+        "words_per_phrase": _mean([len(it["generated"].split()) for it in items]),
         **aggregate(items),
         "ttft_ms_p50": ttft["p50"], "ttft_ms_p95": ttft["p95"], "ttft_ms": ttft,
         "phrase_ms": summarize([it["phrase_ms"] for it in items]),
-        "reference_gold": aggregate(items, "gold_scores"),
+        "reference_gold": {**aggregate(items, "gold_scores"),
+                           "words_per_phrase": _mean([len(it["gold"].split()) for it in items])},
         **extra,
     }
 
@@ -362,6 +371,18 @@ def evaluate(spec: TalkerSpec, data: Sequence[str], limit: int | None = None, ma
                      threads=spec.threads,
                      load_s=round(load_s, 2), run_s=round(run_s, 2))
     return summary, items
+
+
+def rescore(data: Sequence[str], items: Sequence[dict], leak_min: int = LEAK_MIN) -> list[dict]:
+    """Score stored generations again with the current rules (no model run): items of a run on `data`."""
+    slots = {(s.conversation, s.turn, s.slot): s for t in turn_slots(load_conversations(data)) for s in t}
+    out = []
+    for it in items:
+        s = slots.get((it["conversation"], it["turn"], it["slot"]))
+        if s is None or s.gold != it["gold"]:
+            raise EvalDataError(f"item {it['conversation']}/{it['turn']}/{it['slot']} does not match the data")
+        out.append({**it, "scores": score(s, it["generated"], leak_min), "gold_scores": score(s, s.gold, leak_min)})
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- split
@@ -411,10 +432,11 @@ TABLE_ROWS = [
     ("n_turns", "turns"), ("n_knowledge", "knowledge phrases"), ("n_fillers", "filler phrases"),
     ("knowledge_retention", "knowledge retention (key facts kept) ↑"),
     ("knowledge_all_names_numbers", "knowledge phrases with all names+numbers ↑"),
+    ("knowledge_adds_names_numbers", "knowledge phrases adding names/numbers ↓"),
     ("filler_hallucination", "filler hallucination (states facts) ↓"),
     ("filler_new_names", "  fillers with new names ↓"), ("filler_new_numbers", "  fillers with new numbers ↓"),
     ("filler_knowledge_leak", f"  fillers guessing the knowledge (>= {LEAK_MIN} words) ↓"),
-    ("n_empty", "empty phrases"), ("ttft_ms_p50", "TTFT p50 (ms)"), ("ttft_ms_p95", "TTFT p95 (ms)"),
+    ("n_empty", "empty phrases"), ("words_per_phrase", "words per phrase"), ("ttft_ms_p50", "TTFT p50 (ms)"), ("ttft_ms_p95", "TTFT p95 (ms)"),
 ]
 
 
@@ -459,7 +481,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _run_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.talker_eval",
                                 description="Measure a Talker on held-out ConvFill turns (teacher-forced). "
-                                            "Subcommands: split, compare (see --help of each).")
+                                            "Subcommands: split, compare, rescore (see --help of each).")
     _common(p)
     p.add_argument("--talker", default="llamacpp", choices=["llamacpp", "transformers", "gold"])
     p.add_argument("--talker-model", default=None, help="GGUF (llamacpp) or HF dir/GGUF (transformers)")
@@ -516,6 +538,24 @@ def main(argv: list[str] | None = None) -> int:
                 if a.out_dir:
                     _write_items(str(Path(a.out_dir) / f"{name}.jsonl"), items)
             print(json.dumps(results, ensure_ascii=False) if a.json else markdown_table(results))
+            return 0
+        if argv[:1] == ["rescore"]:
+            p = argparse.ArgumentParser(prog="python -m training.talker_eval rescore",
+                                        description="Score a run's per-phrase file again with the current rules.")
+            p.add_argument("--data", nargs="+", required=True, help="the data the run used")
+            p.add_argument("--items", required=True, help="per-phrase JSONL written by --out")
+            p.add_argument("--leak-min", type=int, default=LEAK_MIN)
+            p.add_argument("--out", default=None, help="write the rescored items here")
+            p.add_argument("--json", action="store_true")
+            a = p.parse_args(argv[1:])
+            path = Path(a.items)
+            if not path.is_file():
+                raise EvalDataError(f"items file not found: {path}")
+            old = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+            items = rescore(a.data, old, a.leak_min)
+            if a.out:
+                _write_items(a.out, items)
+            _print_summary(report(items, {"model": path.stem}, data=list(a.data), items_file=str(path)), a.json)
             return 0
         if argv[:1] == ["run"]:
             argv = argv[1:]
