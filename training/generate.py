@@ -43,6 +43,8 @@ from convfill.errors import ConvFillError, ReasonerError
 from convfill.prompt import SIL, sanitize
 from convfill.reasoners import Message, ReasonerRequest, get_reasoner
 
+from .rules import STOPWORDS, content_words, leaked_words, new_names, stem
+
 GENERATOR_SYSTEM = (
     "You write training data for a voice assistant made of two models: a small Talker that speaks at once "
     "and a large Reasoner that sends short knowledge sentences. You fill JSON scaffolds exactly: keep every "
@@ -268,25 +270,8 @@ def check_diversity(obj: dict, max_uses: int = 2) -> list[Rejection]:
     return [Rejection("diversity", f"phrase used {c} times: {p[:60]!r}") for p, c in counts.items() if c > max_uses]
 
 
-_STOP = set("""a an the and or but if then so to of in on at for with from by about as is are was were be been
-being it its this that these those i you he she we they me him her us them my your our their what which who
-whom whose when where why how can could would should will shall may might must do does did done have has had
-not no yes just let me check one moment give second sure okay ok right well there here all any some more
-most very really quite that's it's i'm you're let's i'll i've don't can't let's look looking see into still
-think good great question thanks thank please get got going go now bit""".split())
-
-
-def _stem(w: str) -> str:
-    """A crude suffix strip so "opens"/"open" and "booked"/"booking" count as the same word."""
-    w = w.removesuffix("'s")
-    for suf in ("ing", "ed", "es", "s"):
-        if w.endswith(suf) and len(w) - len(suf) >= 3:
-            return w[: -len(suf)]
-    return w
-
-
-def _content_words(text: str) -> set[str]:
-    return {_stem(w) for w in re.findall(r"[a-z']+", text.lower()) if len(w) > 3 and w not in _STOP}
+# The word rules live in `training.rules` (shared with the Talker evaluation); aliases keep old imports working.
+_STOP, _stem, _content_words = STOPWORDS, stem, content_words
 
 
 def check_fillers(obj: dict) -> list[Rejection]:
@@ -298,15 +283,13 @@ def check_fillers(obj: dict) -> list[Rejection]:
         slots = turn["slots"]
         for si, s in enumerate(slots):
             if s["type"] == "sil":
-                words = _content_words(s["phrase"])
-                upcoming = set().union(*[_content_words(x["chunk"]) for x in slots[si:] if x["type"] == "knowledge"])
-                leaked = (words & upcoming) - _content_words(visible)
+                upcoming = [x["chunk"] for x in slots[si:] if x["type"] == "knowledge"]
+                leaked = leaked_words(s["phrase"], visible, upcoming)
                 if leaked:
                     out.append(Rejection("visibility", f"filler uses upcoming knowledge: {sorted(leaked)}", ti, si))
-                names = {w for w in re.findall(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+", s["phrase"])}
-                new_names = {w for w in names if w.lower() not in visible.lower() and w not in ("I",)}
-                if new_names:
-                    out.append(Rejection("new_facts", f"filler names {sorted(new_names)} not in the context",
+                unseen = new_names(s["phrase"], visible)
+                if unseen:
+                    out.append(Rejection("new_facts", f"filler names {sorted(unseen)} not in the context",
                                          ti, si))
             visible += " " + s["phrase"]
         prev_text = turn["user"] + " " + " ".join(s["phrase"] for s in slots)
