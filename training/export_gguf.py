@@ -1,0 +1,343 @@
+"""Export a trained Talker (HF directory from `training.finetune`) to GGUF so llama.cpp can serve it.
+
+    python -m training.export_gguf --model out/talker --out out/talker.gguf --type q8_0 --verify
+
+Why our own converter: llama.cpp's `convert_hf_to_gguf.py` is not part of any installed package, while the
+`gguf` package (its writer library) is. SmolLM2 and the other Talkers we train are the llama architecture,
+whose conversion is a name mapping plus one weight permutation:
+
+- Tensor names: `model.embed_tokens` -> `token_embd`, `model.layers.N.self_attn.{q,k,v,o}_proj` ->
+  `blk.N.attn_{q,k,v,output}`, `mlp.{gate,up,down}_proj` -> `blk.N.ffn_{gate,up,down}`, `input_layernorm` ->
+  `blk.N.attn_norm`, `post_attention_layernorm` -> `blk.N.ffn_norm`, `model.norm` -> `output_norm`,
+  `lm_head` -> `output` (absent when the embeddings are tied, as in SmolLM2).
+- q and k are permuted: HF applies rotary embeddings to the two HALVES of each head (`rotate_half`),
+  llama.cpp's llama graph to interleaved PAIRS. llama.cpp's converter reorders the rows of each head from
+  [first half; second half] to interleaved pairs (`permute`), and transformers' GGUF loader undoes it
+  (`LlamaTensorProcessor._reverse_permute_weights`: reshape(n_head, dim, 2, ...).swapaxes(2, 1)); `permute`
+  below is its exact inverse (reshape(n_head, 2, dim, ...).swapaxes(1, 2)), checked by a round-trip test.
+- Tokenizer: copied field by field from a base GGUF of the same vocabulary (default: the shipped
+  SmolLM2 GGUF), after checking that the HF tokenizer's tokens are the same; tokens added in training
+  (`<sil>` as a special token) are appended as control tokens.
+
+`--verify` loads the export with `LlamaCppTalker` and the directory with `TransformersTalker` and compares
+greedy tokens (no repeat penalty) and last-position logits on a few ConvFill prompts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from convfill.errors import ConfigError, ConvFillError
+from convfill.prompt import PhraseContext
+
+TYPES = ("f16", "q8_0", "f32")
+
+# HF llama parameter suffix -> GGUF name (per layer unless it starts with "!")
+_LAYER_MAP = {
+    "self_attn.q_proj.weight": "attn_q.weight",
+    "self_attn.k_proj.weight": "attn_k.weight",
+    "self_attn.v_proj.weight": "attn_v.weight",
+    "self_attn.o_proj.weight": "attn_output.weight",
+    "mlp.gate_proj.weight": "ffn_gate.weight",
+    "mlp.up_proj.weight": "ffn_up.weight",
+    "mlp.down_proj.weight": "ffn_down.weight",
+    "input_layernorm.weight": "attn_norm.weight",
+    "post_attention_layernorm.weight": "ffn_norm.weight",
+}
+_GLOBAL_MAP = {
+    "model.embed_tokens.weight": "token_embd.weight",
+    "model.norm.weight": "output_norm.weight",
+    "lm_head.weight": "output.weight",
+}
+
+
+def gguf_name(hf_name: str) -> str:
+    """GGUF tensor name for an HF llama parameter; ConfigError for anything the llama graph lacks."""
+    if hf_name in _GLOBAL_MAP:
+        return _GLOBAL_MAP[hf_name]
+    parts = hf_name.split(".", 3)
+    if len(parts) == 4 and parts[:2] == ["model", "layers"] and parts[3] in _LAYER_MAP:
+        return f"blk.{int(parts[2])}.{_LAYER_MAP[parts[3]]}"
+    raise ConfigError(f"tensor {hf_name!r} has no place in the llama GGUF layout (biases and other "
+                      "architectures are not supported by this exporter)")
+
+
+def permute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """HF -> llama.cpp row order of a q or k projection (inverse of transformers' reverse permute)."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def read_hf_weights(model_dir: Path) -> dict[str, np.ndarray]:
+    """fp32 numpy arrays of every tensor in the directory's safetensors file(s) (sharded or not)."""
+    from safetensors.torch import load_file
+
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise ConfigError(f"no *.safetensors weights in {model_dir} (is it a training.finetune output?)")
+    out = {}
+    for f in files:
+        for k, v in load_file(str(f)).items():
+            out[k] = v.float().numpy()
+    return out
+
+
+@dataclass
+class HParams:
+    """The llama hyperparameters GGUF needs, read from config.json."""
+
+    n_layer: int
+    n_embd: int
+    n_ff: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int
+    n_ctx: int
+    rope_theta: float
+    rms_eps: float
+    vocab_size: int
+    tied: bool
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> HParams:
+        if cfg.get("model_type") != "llama":
+            raise ConfigError(f"only the llama architecture can be exported, not {cfg.get('model_type')!r}")
+        rope = cfg.get("rope_parameters") or {}
+        if rope.get("rope_type", "default") != "default" or cfg.get("rope_scaling"):
+            raise ConfigError("rope scaling is not supported by this exporter")
+        n_head = cfg["num_attention_heads"]
+        return cls(n_layer=cfg["num_hidden_layers"], n_embd=cfg["hidden_size"], n_ff=cfg["intermediate_size"],
+                   n_head=n_head, n_head_kv=cfg.get("num_key_value_heads") or n_head,
+                   head_dim=cfg.get("head_dim") or cfg["hidden_size"] // n_head,
+                   n_ctx=cfg.get("max_position_embeddings", 2048),
+                   rope_theta=float(rope.get("rope_theta", cfg.get("rope_theta", 10000.0))),
+                   rms_eps=float(cfg.get("rms_norm_eps", 1e-5)), vocab_size=cfg["vocab_size"],
+                   tied=bool(cfg.get("tie_word_embeddings", False)))
+
+
+def _tokenizer_fields(base_gguf: Path, hf_tokens: list[str], vocab_size: int):
+    """(key, value, type, subtype) tokenizer entries from the base GGUF, extended to the trained vocab."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(base_gguf))
+    fields = {k: f for k, f in reader.fields.items() if k.startswith("tokenizer.")}
+    if "tokenizer.ggml.tokens" not in fields:
+        raise ConfigError(f"{base_gguf} has no tokenizer to copy")
+    base_tokens = list(fields["tokenizer.ggml.tokens"].contents())
+    n = len(base_tokens)
+    if hf_tokens[:n] != base_tokens:
+        bad = next(i for i, (a, b) in enumerate(zip(hf_tokens, base_tokens)) if a != b) \
+            if len(hf_tokens) >= n else len(hf_tokens)
+        raise ConfigError(f"the model's tokenizer differs from {base_gguf.name} (first difference at token "
+                          f"{bad}); pass --tokenizer-gguf with a GGUF of the base model it was trained from")
+    if vocab_size < len(hf_tokens):
+        raise ConfigError(f"config vocab_size {vocab_size} < tokenizer size {len(hf_tokens)}")
+    T = gguf.TokenType
+    tokens = hf_tokens + [f"[PAD{i}]" for i in range(len(hf_tokens), vocab_size)]
+    types = list(fields["tokenizer.ggml.token_type"].contents())
+    types += [int(T.CONTROL)] * (len(hf_tokens) - n) + [int(T.UNUSED)] * (vocab_size - len(hf_tokens))
+    out = []
+    for key, f in fields.items():
+        value = {"tokenizer.ggml.tokens": tokens, "tokenizer.ggml.token_type": types}.get(key, f.contents())
+        if key == "tokenizer.ggml.scores":
+            value = list(value) + [0.0] * (vocab_size - n)
+        out.append((key, value, f.types[0], f.types[1] if len(f.types) > 1 else None))
+    return out
+
+
+def export(model_dir: str | Path, out: str | Path, qtype: str = "f16",
+           tokenizer_gguf: str | Path | None = None) -> Path:
+    """Write `out` (GGUF, llama architecture) from an HF llama directory; returns the path."""
+    import gguf
+    from transformers import AutoTokenizer
+
+    from convfill.talkers.llamacpp import default_gguf_path
+
+    if qtype not in TYPES:
+        raise ConfigError(f"unknown --type {qtype!r}; use one of {', '.join(TYPES)}")
+    model_dir, out = Path(model_dir), Path(out)
+    cfg_path = model_dir / "config.json"
+    if not cfg_path.exists():
+        raise ConfigError(f"{model_dir} has no config.json (is it a training.finetune output?)")
+    hp = HParams.from_config(json.loads(cfg_path.read_text()))
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    hf_tokens = tok.convert_ids_to_tokens(list(range(len(tok))))
+    tok_fields = _tokenizer_fields(Path(tokenizer_gguf) if tokenizer_gguf else default_gguf_path(), hf_tokens,
+                                   hp.vocab_size)
+    weights = read_hf_weights(model_dir)
+    if hp.tied:
+        weights.pop("lm_head.weight", None)
+
+    ftype = {"f16": gguf.LlamaFileType.MOSTLY_F16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+             "f32": gguf.LlamaFileType.ALL_F32}[qtype]
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    w = gguf.GGUFWriter(str(tmp), "llama")
+    w.add_name(model_dir.name)
+    w.add_file_type(int(ftype))
+    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    w.add_block_count(hp.n_layer)
+    w.add_context_length(hp.n_ctx)
+    w.add_embedding_length(hp.n_embd)
+    w.add_feed_forward_length(hp.n_ff)
+    w.add_head_count(hp.n_head)
+    w.add_head_count_kv(hp.n_head_kv)
+    w.add_rope_freq_base(hp.rope_theta)
+    w.add_layer_norm_rms_eps(hp.rms_eps)
+    w.add_vocab_size(hp.vocab_size)
+    w.add_rope_dimension_count(hp.head_dim)
+    if hp.head_dim != hp.n_embd // hp.n_head:
+        w.add_key_length(hp.head_dim)
+        w.add_value_length(hp.head_dim)
+    for key, value, vtype, sub in tok_fields:
+        w.add_key_value(key, value, vtype, sub_type=sub)
+
+    for name, arr in weights.items():
+        gname = gguf_name(name)
+        if gname.endswith("attn_q.weight"):
+            arr = permute(arr, hp.n_head)
+        elif gname.endswith("attn_k.weight"):
+            arr = permute(arr, hp.n_head_kv)
+        if arr.ndim == 1 or qtype == "f32":
+            w.add_tensor(gname, arr.astype(np.float32))
+        elif qtype == "q8_0" and arr.shape[-1] % gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType.Q8_0][0] == 0:
+            w.add_tensor(gname, gguf.quantize(arr.astype(np.float32), gguf.GGMLQuantizationType.Q8_0),
+                         raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        else:  # f16, or a row length Q8_0 blocks (32 values) cannot tile
+            w.add_tensor(gname, arr.astype(np.float16))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    os.replace(tmp, out)  # a reader never sees a half-written GGUF
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Verification: the two runtimes must agree
+
+
+VERIFY_CONTEXTS = (
+    PhraseContext("Who wrote Pride and Prejudice?", None),
+    PhraseContext("Who wrote Pride and Prejudice?", "Pride and Prejudice was written by Jane Austen.",
+                  earlier=("Good question, let me think.",)),
+    PhraseContext("And in Fahrenheit?", "That is 212 degrees Fahrenheit.",
+                  prev_user="What is the boiling point of water?",
+                  prev_reply="Let me see. At sea level, water boils at 100 degrees Celsius."),
+    PhraseContext("How tall is Mount Everest?", None, earlier=("Hmm, let me check that.",)),
+)
+
+
+@dataclass
+class Comparison:
+    """Greedy tokens of both runtimes for one prompt."""
+
+    prompt_tokens: int
+    same_prompt_tokens: bool
+    transformers: list[int]
+    llamacpp: list[int]
+    agree: int  # leading tokens that are equal
+    logit_max_abs_diff: float
+    text_transformers: str
+    text_llamacpp: str
+
+    def ok(self, min_agree: int) -> bool:
+        """Both stopped at the same place, or at least `min_agree` leading tokens agree."""
+        return self.same_prompt_tokens and (self.transformers == self.llamacpp or self.agree >= min_agree)
+
+
+def _greedy_hf(talker, ids: list[int], n: int):
+    import torch
+
+    model = talker.model
+    with torch.inference_mode():
+        out = model(input_ids=torch.tensor([ids], device=talker.device), use_cache=True)
+        last = out.logits[0, -1].float().cpu().numpy()
+        toks = []
+        for _ in range(n):
+            t = int(out.logits[0, -1].argmax())
+            if t in talker._stop_ids:
+                break
+            toks.append(t)
+            out = model(input_ids=torch.tensor([[t]], device=talker.device), past_key_values=out.past_key_values,
+                        use_cache=True)
+    return toks, last
+
+
+def _greedy_llama(talker, ids: list[int], n: int):
+    import llama_cpp
+
+    llm = talker.llm
+    llm.reset()
+    llm.eval(ids)
+    # `llm.scores` stays zero unless the model was loaded with logits_all; read the last row from the context.
+    last = np.ctypeslib.as_array(llama_cpp.llama_get_logits(llm.ctx), shape=(llm.n_vocab(),)).copy()
+    toks = []
+    for t in llm.generate(ids, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True):
+        if t in talker._stop_ids or len(toks) >= n:
+            break
+        toks.append(int(t))
+    return toks, last
+
+
+def compare(model_dir: str | Path, gguf_path: str | Path, contexts=VERIFY_CONTEXTS, n_tokens: int = 16,
+            style: str = "convfill") -> list[Comparison]:
+    """Greedy tokens and last-prompt-position logits of TransformersTalker vs LlamaCppTalker per context."""
+    from convfill.talkers.llamacpp import LlamaCppTalker
+    from convfill.talkers.transformers import TransformersTalker
+
+    hf = TransformersTalker(model=str(model_dir), style=style, device="cpu")
+    ll = LlamaCppTalker(model_path=gguf_path, style=style, fast=False, n_ctx=1024)
+    res = []
+    for ctx in contexts:
+        prompt = hf.prompt(ctx)
+        ids_hf, ids_ll = hf.tokenize(prompt), ll.tokenize(prompt)
+        a, la = _greedy_hf(hf, ids_hf, n_tokens)
+        b, lb = _greedy_llama(ll, ids_hf, n_tokens)
+        agree = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        res.append(Comparison(len(ids_hf), ids_hf == ids_ll, a, b, agree, float(np.abs(la - lb).max()),
+                              hf.tokenizer.decode(a), ll.llm.detokenize(b).decode("utf-8", "replace")))
+    ll.close()
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.export_gguf", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="HF llama directory (a training.finetune output)")
+    p.add_argument("--out", required=True, help="GGUF file to write")
+    p.add_argument("--type", default="f16", choices=TYPES, help="weight type of 2D tensors (default: f16)")
+    p.add_argument("--tokenizer-gguf", default=None,
+                   help="GGUF whose tokenizer the model shares (default: the shipped SmolLM2 GGUF)")
+    p.add_argument("--verify", action="store_true",
+                   help="compare greedy output of llama.cpp (export) and transformers (directory)")
+    p.add_argument("--verify-tokens", type=int, default=16, help="greedy tokens compared per prompt")
+    p.add_argument("--min-agree", type=int, default=8,
+                   help="--verify passes when this many leading tokens agree (or both outputs are equal)")
+    p.add_argument("--style", default="convfill", choices=("convfill", "prompted"),
+                   help="prompt style used by --verify (default: convfill, as a trained Talker)")
+    args = p.parse_args(argv)
+    try:
+        path = export(args.model, args.out, args.type, args.tokenizer_gguf)
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {args.type})", file=sys.stderr)
+        if args.verify:
+            res = compare(args.model, path, n_tokens=args.verify_tokens, style=args.style)
+            for r in res:
+                print(json.dumps(asdict(r)))
+            ok = all(r.ok(min(args.min_agree, args.verify_tokens)) for r in res)
+            print(f"verify: {'OK' if ok else 'MISMATCH'} ({sum(r.ok(args.min_agree) for r in res)}/{len(res)} "
+                  "prompts agree)", file=sys.stderr)
+            return 0 if ok else 2
+    except ConvFillError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
