@@ -288,7 +288,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             m = {k: v.to(rt.device) for k, v in m.items()}
             s, _ = loss_sum(model, m, rt)
             scaler.scale(s / n_tokens).backward()
-            step_loss += float(s) / n_tokens
+            step_loss += float(s.detach()) / n_tokens
         if cfg.grad_clip:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_([p for _, p in params], cfg.grad_clip)
