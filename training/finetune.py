@@ -129,17 +129,25 @@ def micro_batches(n: int, batch_size: int, seed: int, start: int = 0):
 
 
 def loss_sum(model, batch, rt):
-    """(sum of next-token losses over target positions, number of target tokens)."""
+    """(sum of next-token losses over target positions, number of target tokens).
+
+    Logits are computed only where a target token is predicted (`logits_to_keep` with a boolean mask): the
+    prompt is most of every example, and the 49k-wide vocabulary projection dominates a small model's cost.
+    """
+    import torch
     import torch.nn.functional as F
 
     from .data import IGNORE
 
+    targets = batch["labels"][:, 1:]
+    keep = targets != IGNORE  # position i predicts token i + 1
+    keep = torch.cat([keep, torch.zeros_like(keep[:, :1])], dim=1)
     with rt.autocast():
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    labels = batch["labels"][:, 1:]
-    loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.size(-1)), labels.reshape(-1),
-                           ignore_index=IGNORE, reduction="sum")
-    return loss, int((labels != IGNORE).sum())
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       logits_to_keep=keep).logits
+    logits = logits.reshape(-1, logits.size(-1)).float()  # (n target tokens, vocab), row-major like `keep`
+    labels = targets[keep[:, :-1]]
+    return F.cross_entropy(logits, labels, reduction="sum"), int(labels.numel())
 
 
 def evaluate(model, examples, cfg: TrainConfig, rt, pad_id: int) -> float:
@@ -181,8 +189,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     from tqdm.auto import tqdm
 
     from .common import load_model_and_tokenizer
-    from .data import (apply_sil_mode, build_examples, collate, load_conversations, split_conversations,
-                       tokenize_examples)
+    from .data import (IGNORE, apply_sil_mode, build_examples, collate, load_conversations,
+                       split_conversations, tokenize_examples)
 
     if not cfg.data:
         raise ConfigError("no training data: pass --data FILE.jsonl [...]")
@@ -282,7 +290,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         for g in optimizer.param_groups:
             g["lr"] = lr
         micro = [collate([train_set[i] for i in next(batches)], tok.pad_token_id) for _ in range(cfg.grad_accum)]
-        n_tokens = sum(int((m["labels"][:, 1:] != -100).sum()) for m in micro)
+        n_tokens = sum(int((m["labels"][:, 1:] != IGNORE).sum()) for m in micro)  # targets of the step
         step_loss = 0.0
         for m in micro:
             m = {k: v.to(rt.device) for k, v in m.items()}
