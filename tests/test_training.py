@@ -468,3 +468,26 @@ def test_export_rejects_what_it_cannot_convert(tmp_path, tiny_dir):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     with pytest.raises(ConfigError, match="llama architecture"):
         export(tmp_path, tmp_path / "x.gguf")
+
+
+def test_lora_adapter_exports_to_gguf_and_llamacpp_applies_it_on_the_base(tiny_dir, tmp_path):
+    """A --lora run -> GGUF adapter; llama.cpp base + adapter == transformers merged weights."""
+    from training.export_gguf import compare, export, main
+
+    base = export(tiny_dir, tmp_path / "base.f32.gguf", "f32")
+    out = tmp_path / "lora"
+    train(tiny_cfg(tiny_dir, out, max_steps=8, lr=1e-2, lora=True, lora_r=4, lora_alpha=8, lora_dropout=0.0))
+    adapter = tmp_path / "adapter.gguf"
+    assert main(["--model", str(out), "--out", str(adapter), "--lora", "--base-gguf", str(base), "--verify",
+                 "--verify-tokens", "8"]) == 0
+    assert adapter.stat().st_size < 0.2 * base.stat().st_size
+    ctxs = (PhraseContext("How tall is Mount Everest?", "Mount Everest is 8,849 metres tall."),)
+    with_adapter = compare(out, base, contexts=ctxs, lora_path=adapter, n_tokens=8)[0]
+    without = compare(out, base, contexts=ctxs, n_tokens=8)[0]
+    assert with_adapter.same_prompt_tokens and with_adapter.llamacpp == with_adapter.transformers
+    # the adapter is what closes the gap: the base alone is far from the merged weights
+    assert with_adapter.logit_max_abs_diff < 0.02 < 0.1 < without.logit_max_abs_diff, (with_adapter, without)
+    with pytest.raises(ConfigError, match="--lora"):
+        from training.export_gguf import export_lora
+
+        export_lora(tiny_dir, tmp_path / "x.gguf")

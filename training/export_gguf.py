@@ -19,6 +19,11 @@ whose conversion is a name mapping plus one weight permutation:
   SmolLM2 GGUF), after checking that the HF tokenizer's tokens are the same; tokens added in training
   (`<sil>` as a special token) are appended as control tokens.
 
+`--lora` instead writes a GGUF LoRA adapter from a LoRA run's `adapter/` (a few MB): llama.cpp applies it on
+top of the unchanged base GGUF (`LlamaCppTalker(lora_path=...)`), e.g. the shipped Q4_1 SmolLM2 the run
+started from. Same name mapping; for q and k only `lora_B` (the output rows) is permuted, since
+`permute(B @ A) == permute(B) @ A`. Such runs keep `<sil>` as plain text, so the vocabulary matches the base.
+
 `--verify` loads the export with `LlamaCppTalker` and the directory with `TransformersTalker` and compares
 greedy tokens (no repeat penalty) and last-position logits on a few ConvFill prompts.
 """
@@ -219,6 +224,53 @@ def export(model_dir: str | Path, out: str | Path, qtype: str = "f16",
     return out
 
 
+def export_lora(model_dir: str | Path, out: str | Path, qtype: str = "f32") -> Path:
+    """Write a GGUF LoRA adapter (llama.cpp format) from `model_dir/adapter` of a `--lora` finetune."""
+    import gguf
+    from safetensors.torch import load_file
+
+    if qtype not in ("f32", "f16"):
+        raise ConfigError("a LoRA adapter is written as f32 or f16 (its tensors are small)")
+    model_dir, out = Path(model_dir), Path(out)
+    adir = model_dir / "adapter"
+    if not (adir / "adapter_config.json").exists():
+        raise ConfigError(f"{adir} has no adapter_config.json (was the run trained with --lora?)")
+    acfg = json.loads((adir / "adapter_config.json").read_text())
+    if acfg.get("use_rslora") or acfg.get("use_dora"):
+        raise ConfigError("rsLoRA/DoRA adapters have no llama.cpp equivalent; train a plain LoRA")
+    if acfg.get("modules_to_save"):
+        raise ConfigError("the adapter also trains whole modules (modules_to_save); export the full model")
+    hp = HParams.from_config(json.loads((model_dir / "config.json").read_text()))
+    pairs: dict[str, dict[str, np.ndarray]] = {}
+    for name, t in load_file(str(adir / "adapter_model.safetensors")).items():
+        # base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight -> model.layers.0.self_attn.q_proj.weight
+        hf_name, _, ab = name.removeprefix("base_model.model.").rpartition(".lora_")
+        if ab not in ("A.weight", "B.weight"):
+            raise ConfigError(f"unexpected adapter tensor {name!r}")
+        pairs.setdefault(gguf_name(hf_name + ".weight"), {})[ab[0]] = t.float().numpy()
+    dtype = np.float16 if qtype == "f16" else np.float32
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    w = gguf.GGUFWriter(str(tmp), "llama")
+    w.add_type(gguf.GGUFType.ADAPTER)
+    w.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    w.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(acfg["lora_alpha"]))  # llama.cpp scales by alpha / r
+    for gname, ab in pairs.items():
+        b = ab["B"]
+        if gname.endswith("attn_q.weight"):
+            b = permute(b, hp.n_head)
+        elif gname.endswith("attn_k.weight"):
+            b = permute(b, hp.n_head_kv)
+        w.add_tensor(gname + ".lora_a", ab["A"].astype(dtype))
+        w.add_tensor(gname + ".lora_b", b.astype(dtype))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    os.replace(tmp, out)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Verification: the two runtimes must agree
 
@@ -287,13 +339,16 @@ def _greedy_llama(talker, ids: list[int], n: int):
 
 
 def compare(model_dir: str | Path, gguf_path: str | Path, contexts=VERIFY_CONTEXTS, n_tokens: int = 16,
-            style: str = "convfill") -> list[Comparison]:
-    """Greedy tokens and last-prompt-position logits of TransformersTalker vs LlamaCppTalker per context."""
+            style: str = "convfill", lora_path: str | Path | None = None) -> list[Comparison]:
+    """Greedy tokens and last-prompt-position logits of TransformersTalker vs LlamaCppTalker per context.
+
+    With `lora_path`, `gguf_path` is the base model and llama.cpp applies the adapter on top of it.
+    """
     from convfill.talkers.llamacpp import LlamaCppTalker
     from convfill.talkers.transformers import TransformersTalker
 
     hf = TransformersTalker(model=str(model_dir), style=style, device="cpu")
-    ll = LlamaCppTalker(model_path=gguf_path, style=style, fast=False, n_ctx=1024)
+    ll = LlamaCppTalker(model_path=gguf_path, style=style, fast=False, n_ctx=1024, lora_path=lora_path)
     res = []
     for ctx in contexts:
         prompt = hf.prompt(ctx)
@@ -307,11 +362,29 @@ def compare(model_dir: str | Path, gguf_path: str | Path, contexts=VERIFY_CONTEX
     return res
 
 
+def _run_base_gguf(model_dir: Path) -> str:
+    """The GGUF a finetune started from (its recorded --model), or the shipped default."""
+    from convfill.talkers.llamacpp import default_gguf_path
+
+    meta = model_dir / "convfill_train.json"
+    model = json.loads(meta.read_text())["config"].get("model") if meta.exists() else None
+    if model and not str(model).endswith(".gguf"):
+        raise ConfigError(f"the run started from {model!r}, not a GGUF: pass --base-gguf (export the base "
+                          "with this tool first)")
+    return str(model or default_gguf_path())
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.export_gguf", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="HF llama directory (a training.finetune output)")
     p.add_argument("--out", required=True, help="GGUF file to write")
-    p.add_argument("--type", default="f16", choices=TYPES, help="weight type of 2D tensors (default: f16)")
+    p.add_argument("--type", default=None, choices=TYPES,
+                   help="weight type of 2D tensors (default: f16; f32 for --lora)")
+    p.add_argument("--lora", action="store_true",
+                   help="write a GGUF LoRA adapter from DIR/adapter (a --lora run) instead of the full model")
+    p.add_argument("--base-gguf", default=None,
+                   help="--lora --verify: the base GGUF the adapter applies to (default: the run's --model "
+                        "when it was a .gguf, else the shipped SmolLM2 GGUF)")
     p.add_argument("--tokenizer-gguf", default=None,
                    help="GGUF whose tokenizer the model shares (default: the shipped SmolLM2 GGUF)")
     p.add_argument("--verify", action="store_true",
@@ -323,16 +396,23 @@ def main(argv: list[str] | None = None) -> int:
                    help="prompt style used by --verify (default: convfill, as a trained Talker)")
     args = p.parse_args(argv)
     try:
-        path = export(args.model, args.out, args.type, args.tokenizer_gguf)
-        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {args.type})", file=sys.stderr)
+        qtype = args.type or ("f32" if args.lora else "f16")
+        if args.lora:
+            path = export_lora(args.model, args.out, qtype)
+            base = args.base_gguf or _run_base_gguf(Path(args.model))
+        else:
+            path, base = export(args.model, args.out, qtype, args.tokenizer_gguf), None
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {qtype})", file=sys.stderr)
         if args.verify:
-            res = compare(args.model, path, n_tokens=args.verify_tokens, style=args.style)
+            res = compare(args.model, base or path, n_tokens=args.verify_tokens, style=args.style,
+                          lora_path=path if args.lora else None)
             for r in res:
                 print(json.dumps(asdict(r)))
-            ok = all(r.ok(min(args.min_agree, args.verify_tokens)) for r in res)
-            print(f"verify: {'OK' if ok else 'MISMATCH'} ({sum(r.ok(args.min_agree) for r in res)}/{len(res)} "
-                  "prompts agree)", file=sys.stderr)
-            return 0 if ok else 2
+            need = min(args.min_agree, args.verify_tokens)
+            n_ok = sum(r.ok(need) for r in res)
+            print(f"verify: {'OK' if n_ok == len(res) else 'MISMATCH'} ({n_ok}/{len(res)} prompts agree)",
+                  file=sys.stderr)
+            return 0 if n_ok == len(res) else 2
     except ConvFillError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
