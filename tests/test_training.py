@@ -379,6 +379,20 @@ def test_bad_options_fail_with_clear_errors(tiny_dir, tmp_path):
         train(tiny_cfg(tiny_dir, tmp_path / "x", max_len=16))
 
 
+def test_cli_runs_without_validation_set_and_reports_errors_in_one_line(tiny_dir, tmp_path, capsys):
+    from training.finetune import main
+
+    args = ["--data", str(FIXTURE), "--model", str(tiny_dir), "--out-dir", str(tmp_path / "o"), "--max-steps",
+            "2", "--val-fraction", "0", "--eval-every", "1", "--batch-size", "4", "--no-progress"]
+    assert main(args) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["step"] == 2 and res["best_val_loss"] is None and res["final_loss"] > 0
+    meta = json.loads((tmp_path / "o" / "convfill_train.json").read_text())
+    assert meta["data"]["val_conversations"] == 0 and meta["evals"] == []
+    assert main(["--data", str(tmp_path / "missing.jsonl"), "--out-dir", str(tmp_path / "p")]) == 1
+    assert "training data not found" in capsys.readouterr().err
+
+
 def test_finetune_help_documents_every_option():
     out = subprocess.run([sys.executable, "-m", "training.finetune", "--help"], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).parent.parent).stdout

@@ -282,7 +282,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     while step < max_steps:
         if cfg.eval_every and step % cfg.eval_every == 0 and not (ckpt and step == first):
             t_eval = time.perf_counter()
-            run_eval()
+            if val_set:
+                run_eval()
             if step > first:
                 checkpoint()
             t0 += time.perf_counter() - t_eval  # steps/s counts training only
@@ -328,6 +329,8 @@ def save_output(model, tok, out: Path, cfg: TrainConfig, result: TrainResult) ->
     model.save_pretrained(out)
     tok.save_pretrained(out)
     meta = {"style": "convfill", "template": "chatml", "config": _plain(asdict(cfg)), **asdict(result)}
+    if not math.isfinite(meta["best_val_loss"]):
+        meta["best_val_loss"] = None  # no validation set: keep the file strict JSON
     (out / "convfill_train.json").write_text(json.dumps(meta, indent=1))
 
 
@@ -353,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConvFillError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(json.dumps({"out_dir": res.out_dir, "step": res.step, "best_val_loss": res.best_val_loss,
+    best = res.best_val_loss if math.isfinite(res.best_val_loss) else None
+    print(json.dumps({"out_dir": res.out_dir, "step": res.step, "best_val_loss": best,
                       "final_loss": res.history[-1]["loss"] if res.history else None,
                       "steps_per_s": round(res.steps_per_s, 3)}))
     return 0
