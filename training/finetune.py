@@ -180,7 +180,8 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)  # {"step", "loss", "lr"} per optimizer step
     evals: list[dict] = field(default_factory=list)  # {"step", "val_loss"}
     data: dict = field(default_factory=dict)
-    steps_per_s: float = 0.0
+    steps_per_s: float = 0.0  # optimizer steps per wall-clock second, evals excluded
+    cpu_s_per_step: float = 0.0  # process CPU seconds (all threads) per optimizer step: load-independent
 
 
 def train(cfg: TrainConfig) -> TrainResult:
@@ -278,15 +279,16 @@ def train(cfg: TrainConfig) -> TrainResult:
     # -- the loop ------------------------------------------------------------------------------------------
     batches = micro_batches(len(train_set), cfg.batch_size, cfg.seed, start=step * cfg.grad_accum)
     bar = tqdm(total=max_steps, initial=step, disable=not cfg.progress, desc="finetune", unit="step")
-    first, t0, timed_steps = step, time.perf_counter(), 0
+    first, t0, c0, timed_steps = step, time.perf_counter(), time.process_time(), 0
     while step < max_steps:
         if cfg.eval_every and step % cfg.eval_every == 0 and not (ckpt and step == first):
-            t_eval = time.perf_counter()
+            t_eval, c_eval = time.perf_counter(), time.process_time()
             if val_set:
                 run_eval()
             if step > first:
                 checkpoint()
             t0 += time.perf_counter() - t_eval  # steps/s counts training only
+            c0 += time.process_time() - c_eval
         lr = get_lr(step, cfg, total)
         for g in optimizer.param_groups:
             g["lr"] = lr
@@ -313,6 +315,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             tqdm.write(f"step {step}/{max_steps}: loss {step_loss:.4f} lr {lr:.3e}", file=sys.stderr)
     bar.close()
     result.steps_per_s = timed_steps / max(time.perf_counter() - t0, 1e-9)
+    result.cpu_s_per_step = (time.process_time() - c0) / max(timed_steps, 1)
     if val_set and (not result.evals or result.evals[-1]["step"] != step):
         run_eval()
     result.step, result.best_val_loss = step, best_val
@@ -359,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     best = res.best_val_loss if math.isfinite(res.best_val_loss) else None
     print(json.dumps({"out_dir": res.out_dir, "step": res.step, "best_val_loss": best,
                       "final_loss": res.history[-1]["loss"] if res.history else None,
-                      "steps_per_s": round(res.steps_per_s, 3)}))
+                      "steps_per_s": round(res.steps_per_s, 4), "cpu_s_per_step": round(res.cpu_s_per_step, 2)}))
     return 0
 
 
