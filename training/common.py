@@ -21,10 +21,13 @@ from convfill.errors import ConfigError
 
 
 def topt(default: Any, help: str, *, choices: tuple | None = None, lo: float | None = None,
-         hi: float | None = None, metavar: str | None = None):
-    """A config field with its --help text, optional choices and bounds (checked by `validate`)."""
+         hi: float | None = None, metavar: str | None = None, required: bool = False):
+    """A config field with its --help text, optional choices and bounds (checked by `validate`).
+
+    `required` only makes the CLI flag mandatory; the dataclass keeps `default` for programmatic use.
+    """
     return field(default=default, metadata={"help": help, "choices": choices, "lo": lo, "hi": hi,
-                                            "metavar": metavar})
+                                            "metavar": metavar, "required": required})
 
 
 def _base_type(annotation) -> tuple[type, bool]:
@@ -46,8 +49,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         typ, many = _base_type(f.type)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         flag = "--" + f.name.replace("_", "-")
-        kw: dict = {"dest": f.name, "default": default, "help": f"{f.metadata.get('help', '')} "
-                    f"(default: {' '.join(map(str, default)) if many else default})"}
+        shown = " ".join(map(str, default)) if many else default
+        suffix = " (required)" if f.metadata.get("required") else \
+            "" if default is None else f" (default: {shown})"
+        kw: dict = {"dest": f.name, "default": default, "help": f.metadata.get("help", "") + suffix,
+                    "required": bool(f.metadata.get("required"))}
         if typ is bool:
             kw["action"] = argparse.BooleanOptionalAction
         else:

@@ -39,7 +39,8 @@ class TrainConfig:
     # data
     data: tuple[str, ...] = topt((), "ConvFill JSONL files (our exports and the labeling workbench export "
                                  "are the same format), or hub:zenglhardt/convfill-dataset[:split] on a "
-                                 "networked machine with `datasets` installed", metavar="PATH")
+                                 "networked machine with `datasets` installed", metavar="PATH",
+                                 required=True)
     out_dir: str = topt("out/talker", "output directory: HF model + tokenizer (loadable by "
                         "TransformersTalker), ckpt.pt, convfill_train.json; LoRA adds adapter/")
     val_fraction: float = topt(0.1, "fraction of CONVERSATIONS held out for validation loss", lo=0, hi=0.9)
