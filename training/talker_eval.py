@@ -278,12 +278,14 @@ class TalkerSpec:
         opts: dict[str, Any] = {"style": self.style, "temperature": 0.0, "seed": self.seed}
         if self.threads and self.talker == "llamacpp":
             opts["n_threads"] = self.threads
+        if self.talker == "llamacpp":
+            # Explicit: no --lora means the bare model ("none"), "default" the shipped seed adapter.
+            opts["lora_path"] = self.lora or "none"
         if self.lora:
             if self.talker != "llamacpp":
                 raise ConfigError("--lora needs the llamacpp runtime (merge the adapter for transformers)")
-            if not Path(self.lora).is_file():
+            if self.lora != "default" and not Path(self.lora).is_file():
                 raise ConfigError(f"LoRA adapter not found: {self.lora}")
-            opts["lora_path"] = self.lora
         return get_talker(self.talker, self.model, **opts)
 
 
