@@ -302,3 +302,24 @@ def test_cli_qa_real_gguf_talker_with_oracle_end_to_end(tmp_path, capsys):
         assert r["correct"] == match_answers(r["reply"], r["gold"]).correct
     md = (out_dir / "qa.md").read_text()
     assert "| convfill-oracle-0.2s | convfill | oracle | 3 |" in md
+
+
+def test_judge_objects_with_predict_and_label_verdicts_are_accepted(tiny_nli_dir):
+    from dataclasses import dataclass
+
+    from convfill.eval.entail import _as_judge
+
+    @dataclass
+    class Verdict:  # the shape of labeling.nli's Suggestion
+        label: str
+
+    inner = transformers_judge(tiny_nli_dir, progress=False)
+
+    class ObjectJudge:
+        def predict(self, premises, hypotheses):
+            return [Verdict(x.upper()) for x in inner(premises, hypotheses)]
+
+    premises, hyps = ["the answer is simon callow"] * 2, ["simon callow", "let me check"]
+    assert _as_judge(ObjectJudge())(premises, hyps) == inner(premises, hyps)
+    with pytest.raises(ConvFillError, match="not an NLI judge"):
+        _as_judge(42)

@@ -123,24 +123,37 @@ def transformers_judge(model: str | Path, batch_size: int = 32, device: str = "c
 
 
 def _as_judge(obj) -> Judge:
-    """Accept a plain callable or an object with a `judge`/`predict` method taking (premises, hypotheses)."""
-    for name in ("judge", "predict"):
-        fn = getattr(obj, name, None)
-        if callable(fn):
-            return fn
-    if callable(obj):
-        return obj
-    raise ConvFillError(f"{type(obj).__name__} is not an NLI judge (need judge(premises, hypotheses) -> labels)")
+    """A judge callable from a plain callable or an object with `predict(premises, hypotheses)`.
+
+    Verdicts may be label strings or objects with a `.label` (e.g. the labeling package's `Suggestion`).
+    """
+    fn = getattr(obj, "predict", None)
+    fn = fn if callable(fn) else obj if callable(obj) else None
+    if fn is None:
+        raise ConvFillError(f"{type(obj).__name__} is not an NLI judge (need predict(premises, hypotheses))")
+
+    def judge(premises: list[str], hypotheses: list[str]) -> list[str]:
+        return [normalize_label(getattr(v, "label", v)) for v in fn(premises, hypotheses)]
+
+    return judge
 
 
 def _load_judge(model: str | None) -> Judge:
-    """The default NLI judge: the labeling package's; a named local/hub model directly when that is absent."""
+    """The default NLI judge: the labeling package's; a named local/hub model directly when that is absent.
+
+    `labeling.nli.load_judge(model)` may return the judge or `(judge | None, message)`; None means no
+    model could be loaded, and its message becomes the error.
+    """
     try:
         from labeling.nli import load_judge
     except ImportError:
         load_judge = None
     if load_judge is not None:
-        return _as_judge(load_judge(model) if model else load_judge())
+        got = load_judge(model) if model else load_judge()
+        obj, message = got if isinstance(got, tuple) else (got, "")
+        if obj is None:
+            raise ConfigError(f"No NLI judge: {message or 'labeling.nli.load_judge returned none'}")
+        return _as_judge(obj)
     if model:
         return transformers_judge(model)
     raise ConfigError("The entailment table needs an NLI judge: this checkout has no labeling.nli.load_judge. "
