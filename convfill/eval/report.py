@@ -42,7 +42,7 @@ def _pyplot():
 
 
 def plot_distributions(series: Mapping[str, Sequence[float | None]], path: str | Path, title: str,
-                       xlabel: str = "ms since the user finished speaking") -> Path:
+                       xlabel: str = "ms since the turn started") -> Path:
     """Horizontal box plots (with the points) of latency samples, one row per series."""
     plt = _pyplot()
     names = [k for k, v in series.items() if any(x is not None for x in v)]
@@ -137,7 +137,7 @@ def write_qa_report(out_dir: str | Path) -> dict[str, Path]:
           markdown_table(QA_HEADERS, rows)]
     paths = {"markdown": out / "qa.md"}
     if accs:
-        paths["accuracy_png"] = plot_bars(accs, out / "accuracy_by_mode.png", "QA accuracy by mode", "accuracy")
+        paths["accuracy_png"] = plot_bars(accs, out / "accuracy_by_mode.png", "QA accuracy by run", "accuracy (%)")
     if ttfts:
         paths["ttft_png"] = plot_distributions(ttfts, out / "qa_ttft.png", "Time to first spoken token")
         md.append("\n![accuracy](accuracy_by_mode.png)\n\n![TTFT](qa_ttft.png)\n")
