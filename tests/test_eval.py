@@ -9,7 +9,7 @@ import pytest
 from convfill.clock import FakeClock
 from convfill.config import EngineConfig
 from convfill.errors import ConfigError, ConvFillError, ReasonerError
-from convfill.events import ChunkArrived, ErrorEvent, FirstToken, PhraseEnded, TurnEnded
+from convfill.events import ChunkArrived, ErrorEvent, TurnEnded
 from convfill.eval import cli
 from convfill.eval.direct import reasoner_turn
 from convfill.eval.entail import (LABELS, _load_judge, entail_table, normalize_label, phrase_pairs, run_entail,

@@ -32,7 +32,7 @@ from pathlib import Path
 from ..clock import Clock
 from ..config import EngineConfig
 from ..engine import Engine
-from ..errors import ConfigError, ConvFillError
+from ..errors import ConfigError
 from ..events import Event, PhraseDelta, TurnEnded
 from ..metrics import TurnMetrics, summarize, turn_metrics
 from ..reasoners.base import Reasoner
@@ -229,10 +229,3 @@ async def arun_qa(items: Sequence[QAItem], mode: str, talker: Talker | None = No
         (out / f"qa_{label}.summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     return QARun(summary, records)
 
-
-def read_records(path: str | Path) -> list[dict]:
-    """The per-item JSONL of a QA run, as dicts (events still as dicts)."""
-    path = Path(path)
-    if not path.exists():
-        raise ConvFillError(f"records file not found: {path}")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
