@@ -64,7 +64,7 @@ def cmd_ttft(args) -> dict:
 def cmd_entail(args) -> dict:
     from .entail import _load_judge, load_turns, run_entail
 
-    judge = _load_judge(args.judge_model)  # fail before spending minutes on turns
+    judge = _load_judge(args.judge_model, args.progress)  # fail before spending minutes on turns
     if args.records:
         turns = load_turns(args.records)
     else:

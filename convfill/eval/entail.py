@@ -138,7 +138,7 @@ def _as_judge(obj) -> Judge:
     return judge
 
 
-def _load_judge(model: str | None) -> Judge:
+def _load_judge(model: str | None, progress: bool = True) -> Judge:
     """The default NLI judge: the labeling package's; a named local/hub model directly when that is absent.
 
     `labeling.nli.load_judge(model)` may return the judge or `(judge | None, message)`; None means no
@@ -155,7 +155,7 @@ def _load_judge(model: str | None) -> Judge:
             raise ConfigError(f"No NLI judge: {message or 'labeling.nli.load_judge returned none'}")
         return _as_judge(obj)
     if model:
-        return transformers_judge(model)
+        return transformers_judge(model, progress=progress)
     raise ConfigError("The entailment table needs an NLI judge: this checkout has no labeling.nli.load_judge. "
                       "Pass --judge-model DIR (any sequence-classification NLI model, e.g. a local copy of "
                       "MoritzLaurer/DeBERTa-v3-base-mnli) or install the labeling package's judge.")
