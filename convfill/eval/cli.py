@@ -1,0 +1,121 @@
+"""Command line: `python -m convfill.eval qa|ttft|entail`. Thin: parse, build parts, run, print.
+
+Talker, Reasoner and engine flags are the ones `python -m convfill turn` has (`convfill.cli`), never
+retyped. Progress bars go to stderr; `--json` prints exactly one JSON object on stdout; without it the
+markdown table is printed. Files (per-item JSONL, markdown, PNG) go to `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..cli import _add_model_args, build_reasoner, build_talker
+from ..config import EngineConfig, from_arguments
+from ..errors import ConvFillError
+from .qa import DEFAULT_DATA, MODES, arun_qa, load_items, sample_items
+
+
+def _items(args):
+    return sample_items(load_items(args.data), args.n, args.seed)
+
+
+def _common(p: argparse.ArgumentParser, n_default: int = 50) -> None:
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                   help=f"NQ-open JSONL {{question, answer: [...]}} (default: {DEFAULT_DATA})")
+    p.add_argument("--n", type=int, default=n_default, help="items to sample (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    p.add_argument("--out", type=Path, default=Path("eval_out"), help="output folder (default: eval_out)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the markdown table")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    _add_model_args(p)
+    p.set_defaults(reasoner="oracle")  # the offline knowledge-retention ceiling
+
+
+def cmd_qa(args) -> dict:
+    from .report import write_qa_report
+
+    config = from_arguments(EngineConfig, args)
+    items = _items(args)
+    talker = build_talker(args) if args.mode != "reasoner" else None
+    reasoner = build_reasoner(args) if args.mode != "talker" else None
+    run = asyncio.run(arun_qa(items, args.mode, talker, reasoner, config, out_dir=args.out, label=args.label,
+                              progress=args.progress))
+    paths = write_qa_report(args.out)
+    summary = {**run.summary, "data": str(args.data), "seed": args.seed,
+               **{k: str(v) for k, v in paths.items()}}
+    return summary if args.json else {"_text": paths["markdown"].read_text(encoding="utf-8")}
+
+
+def cmd_ttft(args) -> dict:
+    from .ttft import Profile, arun_ttft
+
+    profiles = [Profile.parse(s) for s in args.profiles]
+    summary = asyncio.run(arun_ttft(_items(args), build_talker(args), profiles, args.out,
+                                    from_arguments(EngineConfig, args), progress=args.progress))
+    summary |= {"data": str(args.data), "seed": args.seed}
+    return summary if args.json else {"_text": Path(summary["markdown"]).read_text(encoding="utf-8")}
+
+
+def cmd_entail(args) -> dict:
+    from .entail import _load_judge, load_turns, run_entail
+
+    judge = _load_judge(args.judge_model, args.progress)  # fail before spending minutes on turns
+    if args.records:
+        turns = load_turns(args.records)
+    else:
+        run = asyncio.run(arun_qa(_items(args), "convfill", build_talker(args), build_reasoner(args),
+                                  from_arguments(EngineConfig, args), out_dir=args.out,
+                                  label=args.label or "entail", progress=args.progress))
+        turns = [r.events for r in run.records]
+    summary = run_entail(turns, judge, args.out)
+    summary["judge_model"] = args.judge_model or "labeling.nli default"
+    return summary if args.json else {"_text": Path(summary["markdown"]).read_text(encoding="utf-8")}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m convfill.eval",
+                                description="Evaluate ConvFill: QA accuracy, latency, entailment.")
+    sub = p.add_subparsers(dest="command", required=True)
+    q = sub.add_parser("qa", help="open-domain QA accuracy and TTFT through the real engine")
+    q.add_argument("--mode", choices=MODES, default="convfill",
+                   help="convfill: Talker + Reasoner; reasoner: the Reasoner alone answers; talker: the "
+                        "Talker alone, no Reasoner (default: convfill)")
+    q.add_argument("--label", default=None, help="run name used in file names (default: from mode/Reasoner)")
+    _common(q)
+    q.set_defaults(func=cmd_qa)
+    t = sub.add_parser("ttft", help="Talker TTFT vs Reasoner-alone first token vs first knowledge phrase")
+    t.add_argument("--profiles", nargs="+", default=["oracle:0.5", "oracle:1", "oracle:2"],
+                   help="Reasoner latency profiles NAME:SECONDS (oracle: first-chunk delay; local: "
+                        "simulated network delay), default: oracle:0.5 oracle:1 oracle:2")
+    _common(t)
+    t.set_defaults(func=cmd_ttft)
+    e = sub.add_parser("entail", help="E/N/C shares of Talker phrases under an NLI judge")
+    e.add_argument("--records", nargs="+", type=Path, default=None,
+                   help="per-item JSONL from `qa` runs to judge (default: run --n convfill turns first)")
+    e.add_argument("--judge-model", default=None,
+                   help="NLI model dir or hub id (default: the labeling package's judge)")
+    e.add_argument("--label", default=None, help="run name of the turns it runs (default: entail)")
+    _common(e)
+    e.set_defaults(func=cmd_entail)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.func(args)
+    except ConvFillError as e:
+        if os.environ.get("CONVFILL_DEBUG"):
+            raise
+        print(f"Error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    print(result["_text"] if "_text" in result else json.dumps(result), flush=True)
+    return 0

@@ -1,0 +1,203 @@
+"""The entailment table (the paper's Table 3): how often a Talker phrase is entailed by what it was given.
+
+Each phrase of a turn becomes one NLI pair, as the paper and the labeling workbench define it:
+
+* knowledge phrase (source "chunk"): premise = its knowledge chunk + the turn's earlier phrases;
+* filler (source "sil"): premise = the user utterance + the turn's earlier phrases;
+* hypothesis = the phrase. Fixed error phrases (source "error") are not model output and are skipped.
+
+A judge is any callable `judge(premises, hypotheses) -> labels` with labels entailment / neutral /
+contradiction (case and common abbreviations are accepted). The default judge is the labeling package's
+(`labeling.nli.load_judge`); `transformers_judge` loads any local or hub sequence-classification NLI model
+directly, reading label names from its `id2label`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import ConfigError, ConvFillError
+from ..events import ChunkArrived, Event, PhraseEnded, TurnStarted, event_from_dict
+from .report import markdown_table, plot_stacked
+
+LABELS = ("entailment", "neutral", "contradiction")
+KINDS = ("knowledge", "filler")
+Judge = Callable[[list[str], list[str]], list[str]]
+
+_ALIASES = {"e": "entailment", "entail": "entailment", "entails": "entailment", "entailed": "entailment",
+            "n": "neutral", "c": "contradiction", "contradict": "contradiction", "contradicts": "contradiction",
+            "not_entailment": "neutral"}
+
+
+def normalize_label(label: str) -> str:
+    """`ENTAILMENT`, `E`, `entails` -> `entailment` (etc.); ValueError for anything else."""
+    key = str(label).strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in LABELS:
+        raise ValueError(f"NLI label {label!r} is not one of {', '.join(LABELS)}")
+    return key
+
+
+@dataclass(frozen=True)
+class PhrasePair:
+    """One judged phrase.
+
+    Parameters:
+        kind: "knowledge" or "filler".
+        premise: what the phrase may rely on.
+        hypothesis: the phrase.
+        turn: index of the turn in the input.
+        phrase_index: the phrase's index in its turn.
+    """
+
+    kind: str
+    premise: str
+    hypothesis: str
+    turn: int = 0
+    phrase_index: int = 0
+
+
+def phrase_pairs(events: Sequence[Event], turn: int = 0) -> list[PhrasePair]:
+    """NLI pairs for every spoken phrase of one turn's events (see the module docstring)."""
+    user = next((e.user for e in events if isinstance(e, TurnStarted)), "")
+    chunks = {e.chunk_index: e.text for e in events if isinstance(e, ChunkArrived)}
+    pairs, earlier = [], []
+    for e in events:
+        if not isinstance(e, PhraseEnded) or not e.text:
+            continue
+        if e.source in ("chunk", "sil") and not (e.source == "chunk" and e.chunk_index not in chunks):
+            head = chunks[e.chunk_index] if e.source == "chunk" else user
+            kind = "knowledge" if e.source == "chunk" else "filler"
+            pairs.append(PhrasePair(kind, " ".join([head, *earlier]), e.text, turn, e.phrase_index))
+        earlier.append(e.text)
+    return pairs
+
+
+def entail_table(pairs: Sequence[PhrasePair], labels: Sequence[str]) -> dict[str, dict]:
+    """{"knowledge"|"filler"|"all": {"n", "entailment", "neutral", "contradiction"}} with percentages."""
+    if len(pairs) != len(labels):
+        raise ConvFillError(f"the judge returned {len(labels)} labels for {len(pairs)} pairs")
+    norm = [normalize_label(x) for x in labels]
+    table = {}
+    for kind in (*KINDS, "all"):
+        got = [lab for p, lab in zip(pairs, norm) if kind == "all" or p.kind == kind]
+        row: dict = {"n": len(got)}
+        for lab in LABELS:
+            row[lab] = round(100.0 * got.count(lab) / len(got), 2) if got else None
+        table[kind] = row
+    return table
+
+
+def transformers_judge(model: str | Path, batch_size: int = 32, device: str = "cpu",
+                       progress: bool = True) -> Judge:
+    """A judge from any sequence-classification NLI checkpoint (local dir or hub id; offline needs local).
+
+    Labels are read from `config.id2label`, never assumed to be in a fixed order.
+    """
+    import torch
+    from tqdm import tqdm
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(model))
+        net = AutoModelForSequenceClassification.from_pretrained(str(model)).to(device).eval()
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"could not load NLI model {model}: {e}") from e
+    id2label = {int(k): normalize_label(v) for k, v in net.config.id2label.items()}
+
+    def judge(premises: list[str], hypotheses: list[str]) -> list[str]:
+        out: list[str] = []
+        starts = range(0, len(premises), batch_size)
+        for i in tqdm(starts, desc="NLI", unit="batch", disable=not progress or len(starts) < 2):
+            enc = tok(premises[i:i + batch_size], hypotheses[i:i + batch_size], truncation=True,
+                      padding=True, max_length=256, return_tensors="pt").to(device)
+            with torch.inference_mode():
+                logits = net(**enc).logits
+            out += [id2label[int(k)] for k in logits.argmax(-1).tolist()]
+        return out
+
+    return judge
+
+
+def _as_judge(obj) -> Judge:
+    """A judge callable from a plain callable or an object with `predict(premises, hypotheses)`.
+
+    Verdicts may be label strings or objects with a `.label` (e.g. the labeling package's `Suggestion`).
+    """
+    fn = getattr(obj, "predict", None)
+    fn = fn if callable(fn) else obj if callable(obj) else None
+    if fn is None:
+        raise ConvFillError(f"{type(obj).__name__} is not an NLI judge (need predict(premises, hypotheses))")
+
+    def judge(premises: list[str], hypotheses: list[str]) -> list[str]:
+        return [normalize_label(getattr(v, "label", v)) for v in fn(premises, hypotheses)]
+
+    return judge
+
+
+def _load_judge(model: str | None, progress: bool = True) -> Judge:
+    """The default NLI judge: the labeling package's; a named local/hub model directly when that is absent.
+
+    `labeling.nli.load_judge(model)` may return the judge or `(judge | None, message)`; None means no
+    model could be loaded, and its message becomes the error.
+    """
+    try:
+        from labeling.nli import load_judge
+    except ImportError:
+        load_judge = None
+    if load_judge is not None:
+        got = load_judge(model) if model else load_judge()
+        obj, message = got if isinstance(got, tuple) else (got, "")
+        if obj is None:
+            raise ConfigError(f"No NLI judge: {message or 'labeling.nli.load_judge returned none'}")
+        return _as_judge(obj)
+    if model:
+        return transformers_judge(model, progress=progress)
+    raise ConfigError("The entailment table needs an NLI judge: this checkout has no labeling.nli.load_judge. "
+                      "Pass --judge-model DIR (any sequence-classification NLI model, e.g. a local copy of "
+                      "MoritzLaurer/DeBERTa-v3-base-mnli) or install the labeling package's judge.")
+
+
+def load_turns(paths: Iterable[str | Path]) -> list[list[Event]]:
+    """Turns (event lists) from per-item QA JSONL files written by `qa`."""
+    turns = []
+    for path in paths:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"records file not found: {path}")
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                turns.append([event_from_dict(d) for d in json.loads(line)["events"]])
+    return turns
+
+
+def run_entail(turns: Sequence[Sequence[Event]], judge: Judge, out_dir: str | Path | None = None,
+               title: str = "Entailment of Talker phrases") -> dict:
+    """Judge every phrase of `turns`; with `out_dir`, write `entail.md`, `entail.png`, `entail_pairs.jsonl`."""
+    pairs = [p for i, events in enumerate(turns) for p in phrase_pairs(events, i)]
+    if not pairs:
+        raise ConvFillError("no phrases to judge (the turns said nothing)")
+    labels = list(judge([p.premise for p in pairs], [p.hypothesis for p in pairs]))
+    table = entail_table(pairs, labels)
+    summary = {"n_turns": len(turns), "n_phrases": len(pairs), "table": table}
+    if out_dir:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        with (out / "entail_pairs.jsonl").open("w", encoding="utf-8") as f:
+            for p, lab in zip(pairs, labels):
+                f.write(json.dumps({**asdict(p), "label": normalize_label(lab)}, ensure_ascii=False) + "\n")
+        rows = [(kind, r["n"], *(None if r[lab] is None else f"{r[lab]:.1f}" for lab in LABELS))
+                for kind, r in table.items()]
+        md = [f"# {title}\n",
+              "Premise = knowledge chunk (fillers: the user utterance) + earlier phrases of the turn; "
+              "hypothesis = the phrase. Percent of phrases per NLI label.\n",
+              markdown_table(("phrases", "n", "E %", "N %", "C %"), rows), "\n![E/N/C](entail.png)\n"]
+        (out / "entail.md").write_text("\n".join(md), encoding="utf-8")
+        shares = {k: {lab: v or 0.0 for lab, v in table[k].items() if lab in LABELS}
+                  for k in table if table[k]["n"]}
+        plot_stacked(shares, LABELS, out / "entail.png", title)
+        summary |= {"markdown": str(out / "entail.md"), "png": str(out / "entail.png")}
+    return summary

@@ -1,0 +1,231 @@
+"""Open-domain QA through the real engine: is the answer in what the user hears, and how soon do they hear it?
+
+Items are NQ-open lines `{"question": str, "answer": [str, ...]}`. Each item is one fresh conversation
+(a new `Engine`, so no history leaks between questions) run in one of three modes:
+
+* `convfill` - the Talker speaks (fillers and all) while the Reasoner streams knowledge: the product.
+* `reasoner` - the Reasoner alone answers and its stream is what is heard (`direct.reasoner_turn`).
+  With the offline `local` Reasoner this is the small local model answering the question on its own.
+* `talker`   - the Talker alone, with no Reasoner: `Engine(talker, None)`, i.e. exactly what a user hears
+  when no knowledge ever arrives (contextual fillers, inventing nothing). Its accuracy is the floor that
+  shows how often the Talker blurts an answer it was never given; the Talker's *own* knowledge is
+  measured by `--mode reasoner --reasoner local` (the same small model prompted to answer).
+
+The `oracle` Reasoner is given the gold answer as a knowledge sentence ("The answer is X.") with a
+configurable latency, so `convfill` + `oracle` measures the Talker's knowledge retention ceiling offline.
+
+Correctness uses `normalize.match_answers` on `TurnEnded.reply`; latencies come from
+`convfill.metrics.turn_metrics` and `summarize` only.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..clock import Clock
+from ..config import EngineConfig
+from ..engine import Engine
+from ..errors import ConfigError
+from ..events import Event, PhraseDelta, TurnEnded
+from ..metrics import TurnMetrics, summarize, turn_metrics
+from ..reasoners.base import Reasoner
+from ..reasoners.oracle import OracleReasoner
+from ..talkers.base import Talker
+from .direct import reasoner_turn
+from .normalize import match_answers
+
+MODES = ("convfill", "reasoner", "talker")
+
+# Where the NQ-open dev split lies for developers and CI (absent on users' machines).
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "nq_open_dev.jsonl"
+
+
+@dataclass(frozen=True)
+class QAItem:
+    """One question.
+
+    Parameters:
+        question: the question as the user says it.
+        answers: the gold answers (any one counts).
+        line: 1-based line in the data file, so a record points back to its source.
+    """
+
+    question: str
+    answers: tuple[str, ...]
+    line: int = 0
+
+
+def load_items(path: str | Path) -> list[QAItem]:
+    """Read NQ-open JSONL; ConfigError naming the file and line for anything unusable."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"QA data not found: {path}. Pass --data FILE.jsonl (NQ-open lines "
+                          '{"question": ..., "answer": [...]}).')
+    items = []
+    with path.open(encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+                q, a = d["question"], d["answer"]
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise ConfigError(f"{path}:{i}: not an NQ-open line ({type(e).__name__}: {e})") from None
+            answers = (a,) if isinstance(a, str) else tuple(str(x) for x in a)
+            if not str(q).strip() or not answers:
+                raise ConfigError(f"{path}:{i}: empty question or no gold answer")
+            items.append(QAItem(str(q), answers, i))
+    if not items:
+        raise ConfigError(f"{path} has no QA items")
+    return items
+
+
+def sample_items(items: Sequence[QAItem], n: int | None, seed: int = 0) -> list[QAItem]:
+    """`n` items drawn without replacement by `random.Random(seed)`; all of them (shuffled) if n is larger."""
+    if n is not None and n < 1:
+        raise ConfigError("--n must be at least 1")
+    k = len(items) if n is None else min(n, len(items))
+    return random.Random(seed).sample(list(items), k)
+
+
+def oracle_knowledge(item: QAItem) -> str:
+    """The knowledge sentence the oracle streams: the first gold answer in a plain sentence."""
+    return f"The answer is {item.answers[0].strip().rstrip('.')}."
+
+
+@dataclass
+class QARecord:
+    """The outcome of one item (one line of the per-item JSONL)."""
+
+    question: str
+    gold: list[str]
+    reply: str
+    correct: bool
+    matched: str | None
+    metrics: TurnMetrics
+    events: list[Event]
+    line: int = 0
+
+    def to_dict(self) -> dict:
+        return {"line": self.line, "question": self.question, "gold": self.gold, "reply": self.reply,
+                "correct": self.correct, "matched": self.matched, "metrics": self.metrics.to_dict(),
+                # Token deltas are left out as in the store: FirstToken/PhraseEnded keep all timings.
+                "events": [e.to_dict() for e in self.events if not isinstance(e, PhraseDelta)]}
+
+
+@dataclass
+class QARun:
+    """A finished QA run: its summary (the printed JSON object) and its records."""
+
+    summary: dict
+    records: list[QARecord] = field(default_factory=list)
+
+
+def run_label(mode: str, reasoner: Reasoner | None) -> str:
+    """A file-name-safe name for a run, e.g. `convfill-oracle-0.5s`, `reasoner-local`, `talker`."""
+    if mode == "talker" or reasoner is None:
+        return mode
+    d = reasoner.describe()
+    delay = d.get("first_chunk_s", d.get("delay_s"))
+    return f"{mode}-{reasoner.name}" + (f"-{delay:g}s" if delay else "")
+
+
+def _reasoner_for(reasoner: Reasoner, item: QAItem) -> Reasoner:
+    if isinstance(reasoner, OracleReasoner):
+        return reasoner.with_knowledge(oracle_knowledge(item))
+    return reasoner
+
+
+async def run_item(item: QAItem, mode: str, talker: Talker | None, reasoner: Reasoner | None,
+                   config: EngineConfig | None = None, clock: Clock | None = None) -> QARecord:
+    """Run one question in `mode` and score what was said."""
+    config = config or EngineConfig()
+    if mode == "reasoner":
+        events = await reasoner_turn(_reasoner_for(reasoner, item), item.question, clock, config.turn_timeout_s)
+    else:
+        r = _reasoner_for(reasoner, item) if mode == "convfill" else None
+        engine = Engine(talker, r, config, clock=clock)
+        events = [ev async for ev in engine.turn(item.question)]
+    end = next(e for e in reversed(events) if isinstance(e, TurnEnded))
+    m = match_answers(end.reply, item.answers)
+    return QARecord(item.question, list(item.answers), end.reply, m.correct, m.matched, turn_metrics(events),
+                    events, item.line)
+
+
+def _check(mode: str, talker: Talker | None, reasoner: Reasoner | None) -> None:
+    if mode not in MODES:
+        raise ConfigError(f"Unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    if mode in ("convfill", "talker") and talker is None:
+        raise ConfigError(f"mode {mode} needs a Talker")
+    if mode in ("convfill", "reasoner") and reasoner is None:
+        raise ConfigError(f"mode {mode} needs a Reasoner")
+
+
+def summarize_records(records: Sequence[QARecord]) -> dict:
+    """Accuracy and latency summary of a run; every latency goes through `metrics.summarize`."""
+    n = len(records)
+    correct = sum(r.correct for r in records)
+    out: dict = {"n": n, "correct": correct, "accuracy": round(correct / n, 4) if n else None}
+    ms = [r.metrics for r in records]
+    for key, values in (("ttft_ms", [m.talker_ttft_ms for m in ms]),
+                        ("first_knowledge_phrase_ms", [m.first_knowledge_phrase_ms for m in ms]),
+                        ("reasoner_first_chunk_ms", [m.reasoner_first_chunk_ms for m in ms]),
+                        ("total_ms", [m.total_ms for m in ms])):
+        s = summarize(values)
+        for stat in ("p50", "p95", "mean", "std"):
+            v = s[stat]
+            out[f"{key}_{stat}"] = round(v, 1) if v is not None else None
+    out["fillers_mean"] = round(sum(m.n_fillers for m in ms) / n, 3) if n else None
+    out["end_reasons"] = dict(Counter(m.end_reason for m in ms))
+    return out
+
+
+async def arun_qa(items: Sequence[QAItem], mode: str, talker: Talker | None = None,
+                  reasoner: Reasoner | None = None, config: EngineConfig | None = None,
+                  clock: Clock | None = None, out_dir: str | Path | None = None, label: str | None = None,
+                  progress: bool = True) -> QARun:
+    """Run `items` in `mode`; with `out_dir`, write `qa_<label>.jsonl` (per item) and `.summary.json`.
+
+    Items run one after another: they share the CPU with the Talker, and overlapping them would distort
+    every latency being measured.
+    """
+    from tqdm import tqdm
+
+    _check(mode, talker, reasoner)
+    label = label or run_label(mode, reasoner)
+    t_start = time.perf_counter()
+    records: list[QARecord] = []
+    out = Path(out_dir) if out_dir else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    items_path = out / f"qa_{label}.jsonl" if out else None
+    fh = items_path.open("w", encoding="utf-8") if items_path else None
+    try:
+        with tqdm(total=len(items), desc=label, file=sys.stderr, disable=not progress, unit="q") as bar:
+            for item in items:
+                rec = await run_item(item, mode, talker, reasoner, config, clock)
+                records.append(rec)
+                if fh:
+                    fh.write(json.dumps(rec.to_dict(), ensure_ascii=False) + "\n")
+                    fh.flush()  # a long run interrupted half-way keeps what it measured
+                bar.update(1)
+                bar.set_postfix(acc=f"{sum(r.correct for r in records) / len(records):.2f}")
+    finally:
+        if fh:
+            fh.close()
+    summary = {"label": label, "mode": mode,
+               "talker": talker.describe() if talker and mode != "reasoner" else None,
+               "reasoner": reasoner.describe() if reasoner and mode != "talker" else None,
+               **summarize_records(records), "wall_s": round(time.perf_counter() - t_start, 1)}
+    if out:
+        summary["items_file"] = str(items_path)
+        (out / f"qa_{label}.summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    return QARun(summary, records)
+
