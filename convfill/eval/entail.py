@@ -62,6 +62,8 @@ class PhrasePair:
 
 def phrase_pairs(events: Sequence[Event], turn: int = 0) -> list[PhrasePair]:
     """NLI pairs for every spoken phrase of one turn's events (see the module docstring)."""
+    from labeling.nli import premise_for  # the one premise rule, shared with the labeling workbench
+
     user = next((e.user for e in events if isinstance(e, TurnStarted)), "")
     chunks = {e.chunk_index: e.text for e in events if isinstance(e, ChunkArrived)}
     pairs, earlier = [], []
@@ -69,9 +71,12 @@ def phrase_pairs(events: Sequence[Event], turn: int = 0) -> list[PhrasePair]:
         if not isinstance(e, PhraseEnded) or not e.text:
             continue
         if e.source in ("chunk", "sil") and not (e.source == "chunk" and e.chunk_index not in chunks):
-            head = chunks[e.chunk_index] if e.source == "chunk" else user
-            kind = "knowledge" if e.source == "chunk" else "filler"
-            pairs.append(PhrasePair(kind, " ".join([head, *earlier]), e.text, turn, e.phrase_index))
+            # The premise rule lives in one place: labeling.nli.premise_for (knowledge chunk, or the user
+            # utterance for a filler, followed by the earlier phrases).
+            nli = premise_for(e.text, user=user, knowledge=chunks.get(e.chunk_index) if e.source == "chunk"
+                              else None, earlier=earlier)
+            kind = "filler" if nli.filler else "knowledge"
+            pairs.append(PhrasePair(kind, nli.premise, nli.hypothesis, turn, e.phrase_index))
         earlier.append(e.text)
     return pairs
 
