@@ -99,7 +99,10 @@ def normalize_label(name: str) -> str:
 
 
 def _offline_requested() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    """HF_HUB_OFFLINE set, or the hub unreachable (then we do not wait through the client's retries)."""
+    from convfill.hub import hub_offline
+
+    return hub_offline()
 
 
 class NLIJudge:
@@ -157,7 +160,7 @@ class NLIJudge:
             tok = AutoTokenizer.from_pretrained(name, **kw)
             model = AutoModelForSequenceClassification.from_pretrained(name, **kw)
         except (OSError, ValueError, ImportError) as e:
-            where = "not in the local Hugging Face cache and HF_HUB_OFFLINE=1" if offline and not local.exists() \
+            where = "not in the local Hugging Face cache and the hub is offline" if offline and not local.exists() \
                 else str(e).splitlines()[0][:200]
             raise NLIError(f"cannot load NLI model {name!r}: {where}") from e
         return model, tok

@@ -102,7 +102,7 @@ def test_missing_local_dir_is_a_clear_error(tmp_path):
 
 def test_load_judge_offline_without_model_says_why(monkeypatch):
     judge, msg = load_judge("some-org/not-in-cache-nli", fallback=False)
-    assert judge is None and "HF_HUB_OFFLINE" in msg and "not-in-cache-nli" in msg
+    assert judge is None and "hub is offline" in msg and "not-in-cache-nli" in msg
     judge, msg = load_judge("some-org/not-in-cache-nli")
     if judge is None:  # no offline judge in this checkout
         assert "No NLI model could be loaded" in msg and "label every phrase by hand" in msg

@@ -46,7 +46,9 @@ class TransformersTalker(Talker):
         self.temperature, self.top_p = temperature, top_p
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
-        kw: dict = {}
+        from ..hub import hub_offline
+
+        kw: dict = {"local_files_only": True} if hub_offline() else {}
         src = model
         if model.endswith(".gguf"):
             kw["gguf_file"] = Path(model).name
