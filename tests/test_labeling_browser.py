@@ -170,7 +170,7 @@ def test_tab_without_nli_model_says_so_and_still_labels(tmp_path, browser):
         assert "No NLI model is available" in page.inner_text("#lab-judge-status")
         assert "5 in this queue" in page.inner_text("#lab-progress")  # unscored phrases are all shown
         page.locator("#lab-score").click()
-        _wait_text(page, "#lab-judge-status", "HF_HUB_OFFLINE", timeout=30_000)
+        _wait_text(page, "#lab-judge-status", "hub is offline", timeout=30_000)
         _set_name(page, "bob")
         page.keyboard.press("Enter")  # no suggestion: nothing is written, the page says why
         _wait_text(page, "#lab-status", "No model suggestion", timeout=30_000)

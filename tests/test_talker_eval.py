@@ -219,10 +219,13 @@ def test_compare_prints_a_table_with_one_column_per_config(tmp_path, capsys):
 
 # ------------------------------------------------------------------------------------------ real model
 @pytest.mark.model
-def test_real_gguf_prompted_base_on_three_turns(real_talker):
+def test_real_gguf_prompted_base_on_three_turns():
+    from convfill.talkers.llamacpp import LlamaCppTalker
+
+    base = LlamaCppTalker(lora_path="none", temperature=0.0)  # the bare shipped base, not the seed adapter
     turns = turn_slots(CORPUS)
-    items = asyncio.run(run_turns(real_talker, turns[:3], max_tokens=24))
-    r = report(items, real_talker.describe())
+    items = asyncio.run(run_turns(base, turns[:3], max_tokens=24))
+    r = report(items, base.describe())
     assert (r["n_turns"], r["n_knowledge"] + r["n_fillers"]) == (3, 9)
     assert all(it["generated"] for it in items)  # the base says something for every slot
     assert 0.0 <= r["knowledge_retention"] <= 1.0 and 0.0 <= r["filler_hallucination"] <= 1.0
