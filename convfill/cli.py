@@ -23,9 +23,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--talker-model", default=None,
                    help="GGUF path (llamacpp) or hub id / local dir (transformers); default: the shipped "
                         "SmolLM2-135M-Instruct Q4_1")
-    g.add_argument("--talker-lora", default="default",
-                   help="GGUF LoRA adapter for the llamacpp Talker: 'default' = the shipped seed-trained "
-                        "ConvFill adapter (when present), 'none' = the bare base (prompted), or a path")
+    g.add_argument("--talker-lora", default=None,
+                   help="GGUF LoRA adapter for the llamacpp Talker: a path, or 'seed' = the shipped "
+                        "seed-trained ConvFill adapter (experimental, see docs/benchmarks.md); default: none")
     g.add_argument("--talker-style", choices=["convfill", "prompted"], default=None,
                    help="prompt style (default: prompted for the shipped base model, convfill otherwise)")
     g.add_argument("--temperature", type=float, default=0.0, help="Talker sampling temperature (0 = greedy)")
@@ -47,7 +47,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 def build_talker(args):
     from .talkers import get_talker
 
-    opts = {"lora_path": args.talker_lora} if args.talker == "llamacpp" else {}
+    opts = {"lora_path": args.talker_lora} if args.talker == "llamacpp" and args.talker_lora else {}
     return get_talker(args.talker, model=args.talker_model, style=args.talker_style,
                       temperature=args.temperature, **opts)
 

@@ -91,3 +91,13 @@ async def test_warm_fills_the_cache_with_the_next_prompts_prefix(real_talker):
     assert len(cached) < len(prompt_tokens)  # the new user text is not there yet
     text = await _say(real_talker, ctx)  # generation after a warm-up still works
     assert text and "\n" not in text
+
+
+async def test_shipped_seed_adapter_loads_and_conveys_knowledge():
+    """The seed-trained ConvFill LoRA (convfill/assets) applied by llama.cpp on the shipped base."""
+    t = LlamaCppTalker(lora_path="seed", temperature=0.0)
+    assert t.style == "convfill" and "talker-seed-lora" in t.name
+    text = await _say(t, PhraseContext("Who wrote Pride and Prejudice?",
+                                       "Jane Austen wrote Pride and Prejudice in 1813."))
+    assert "Austen" in text and "\n" not in text
+    t.close()

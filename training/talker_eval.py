@@ -279,12 +279,12 @@ class TalkerSpec:
         if self.threads and self.talker == "llamacpp":
             opts["n_threads"] = self.threads
         if self.talker == "llamacpp":
-            # Explicit: no --lora means the bare model ("none"), "default" the shipped seed adapter.
+            # Explicit: no --lora means the bare model ("none"); "seed" is the shipped seed adapter.
             opts["lora_path"] = self.lora or "none"
         if self.lora:
             if self.talker != "llamacpp":
                 raise ConfigError("--lora needs the llamacpp runtime (merge the adapter for transformers)")
-            if self.lora != "default" and not Path(self.lora).is_file():
+            if self.lora != "seed" and not Path(self.lora).is_file():
                 raise ConfigError(f"LoRA adapter not found: {self.lora}")
         return get_talker(self.talker, self.model, **opts)
 

@@ -21,17 +21,17 @@ from .base import Talker
 
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # The seed-trained ConvFill Talker: a LoRA adapter (GGUF) on the shipped base, trained by training/finetune
-# on data/seed (see docs/benchmarks.md, "Talker quality"). Used by default when present.
+# on data/seed (see docs/benchmarks.md, "Talker quality"). Opt-in ("seed"), not the default: it beats the
+# prompted base on held-out ConvFill turns but loses to it on NQ-open with terse oracle knowledge.
 SEED_ADAPTER = Path(__file__).resolve().parents[1] / "assets" / "talker-seed-lora.gguf"
 
 
-def resolve_adapter(model_path, lora_path) -> Path | None:
-    """`lora_path` as given; "default" = the seed adapter for the shipped base (None for other models or
-    when it is absent); "none" or "" = no adapter."""
+def resolve_adapter(lora_path) -> Path | None:
+    """`lora_path` as given; "seed" = the shipped seed-trained adapter; None, "" or "none" = no adapter."""
     if lora_path is None or str(lora_path).lower() in ("", "none"):
         return None
-    if str(lora_path) == "default":
-        return SEED_ADAPTER if model_path is None and SEED_ADAPTER.exists() else None
+    if str(lora_path) == "seed":
+        return SEED_ADAPTER
     return Path(lora_path)
 
 
@@ -118,17 +118,17 @@ class LlamaCppTalker(Talker):
         fast: run a Q8_0 copy of Q4_1 weights (twice the prefill speed; see `fast_copy`).
         temperature: 0 = greedy.
         n_threads: CPU threads (default: up to 4).
-        lora_path: GGUF LoRA adapter applied on top of the model; "default" = the shipped seed-trained
-            adapter when the base is the shipped GGUF (see `resolve_adapter`); None = no adapter.
+        lora_path: GGUF LoRA adapter applied on top of the model; "seed" = the shipped seed-trained
+            ConvFill adapter (see `resolve_adapter`); None = no adapter.
     """
 
     runtime = "llamacpp"
 
     def __init__(self, model_path: str | Path | None = None, *, style: str | None = None,
                  template: str = "chatml", temperature: float = 0.0, top_p: float = 0.9,
-                 n_threads: int | None = None, n_ctx: int = 2048, lora_path: str | Path | None = "default",
+                 n_threads: int | None = None, n_ctx: int = 2048, lora_path: str | Path | None = None,
                  seed: int = 0, system: str | None = None, fast: bool = True):
-        lora_path = resolve_adapter(model_path, lora_path)
+        lora_path = resolve_adapter(lora_path)
         if lora_path is not None and not lora_path.exists():
             raise TalkerLoadError(f"LoRA adapter not found: {lora_path}")
         path = Path(model_path) if model_path else default_gguf_path()

@@ -11,7 +11,7 @@ import logging
 import os
 from dataclasses import dataclass
 
-from .session import BASE_TALKER, DEFAULT_TALKER, ChatSession, ModelPool, TurnSettings
+from .session import SEED_TALKER, DEFAULT_TALKER, ChatSession, ModelPool, TurnSettings
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class AppConfig:
     """
 
     db: str | None = None
-    talkers: tuple[str, ...] = (DEFAULT_TALKER, BASE_TALKER, HUB_TALKER)
+    talkers: tuple[str, ...] = (DEFAULT_TALKER, SEED_TALKER, HUB_TALKER)
     default_reasoner: str = "local"
     default_knowledge: str = DEMO_KNOWLEDGE
     preload_talker: bool = False
@@ -49,7 +49,7 @@ class AppConfig:
         talkers = cls.talkers
         extra = [t.strip() for t in os.environ.get("CONVFILL_TALKERS", "").split(",") if t.strip()]
         if extra:
-            talkers = (DEFAULT_TALKER, BASE_TALKER, *extra)
+            talkers = (DEFAULT_TALKER, SEED_TALKER, *extra)
         kw = dict(db=os.environ.get("CONVFILL_DB") or None, talkers=talkers,
                   default_reasoner=os.environ.get("CONVFILL_REASONER", cls.default_reasoner))
         kw.update(overrides)

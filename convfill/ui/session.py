@@ -28,9 +28,9 @@ from ..reasoners import REASONERS, Reasoner, reasoner_class
 from ..talkers import TALKERS, Talker, get_talker
 from .view import TurnView
 
-DEFAULT_TALKER = "default (SmolLM2-135M-Instruct GGUF + seed ConvFill adapter, llama.cpp)"
-BASE_TALKER = "base (SmolLM2-135M-Instruct GGUF, prompted, no adapter)"
-_BASE = "base"  # talker_spec's model value for BASE_TALKER
+DEFAULT_TALKER = "default (SmolLM2-135M-Instruct GGUF, llama.cpp)"
+SEED_TALKER = "seed-trained ConvFill adapter on the default (experimental)"
+_SEED = "seed"  # talker_spec's model value for SEED_TALKER
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,8 @@ def talker_spec(text: str | None) -> tuple[str, str | None]:
     text = (text or "").strip()
     if not text or text == DEFAULT_TALKER:
         return "llamacpp", None
-    if text == BASE_TALKER:
-        return "llamacpp", _BASE
+    if text == SEED_TALKER:
+        return "llamacpp", _SEED
     head, sep, rest = text.partition(":")
     if sep and head in TALKERS:
         return head, rest.strip() or None
@@ -105,8 +105,8 @@ class ModelPool:
             if key not in self._talkers:
                 runtime, model = key
                 try:
-                    if model == _BASE:
-                        self._talkers[key] = get_talker(runtime, model=None, lora_path="none")
+                    if model == _SEED:
+                        self._talkers[key] = get_talker(runtime, model=None, lora_path="seed")
                     else:
                         self._talkers[key] = get_talker(runtime, model=model)
                 except (TalkerLoadError, ConfigError):
