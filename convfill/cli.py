@@ -196,15 +196,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def error_line(e: BaseException) -> str:
+    """One line for the user: an OSError names the file, anything else is its message."""
+    if isinstance(e, OSError) and not isinstance(e, ConvFillError):
+        return f"Error: {e.strerror or e}: {e.filename or ''}".rstrip(": ")
+    return f"Error: {e}"
+
+
+def run_command(fn, args, catch: tuple[type[BaseException], ...] = (ConvFillError,)) -> int:
+    """The edge shared by every `python -m` CLI of the project: `catch`-ed errors print one line and exit
+    1 (CONVFILL_DEBUG=1 re-raises them with the traceback); Ctrl-C exits 130."""
     try:
-        args.func(args)
-    except ConvFillError as e:
+        fn(args)
+    except catch as e:
         if os.environ.get("CONVFILL_DEBUG"):
             raise
-        print(f"Error: {e}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command(args.func, args)

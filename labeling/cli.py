@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections import Counter
 from pathlib import Path
 
+from convfill.cli import run_command
 from convfill.errors import ConvFillError, InputError
 
 from .nli import LABELS, NLIError, load_judge, normalize_label
@@ -202,18 +202,5 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except ConvFillError as e:
-        if os.environ.get("CONVFILL_DEBUG"):
-            raise
-        print(f"Error: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:  # unreadable input, unwritable --out or --db
-        if os.environ.get("CONVFILL_DEBUG"):
-            raise
-        print(f"Error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    # OSError too: unreadable input, unwritable --out or --db
+    return run_command(args.func, args, catch=(ConvFillError, OSError))

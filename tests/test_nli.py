@@ -189,3 +189,13 @@ def test_load_judge_never_raises_on_a_broken_checkpoint(tmp_path):
     (d / "model.safetensors").write_bytes(b"not a safetensors file")
     judge, msg = load_judge(str(d), fallback=False)
     assert judge is None and "broken" in msg
+
+
+def test_unreachable_hub_counts_as_offline(monkeypatch):
+    """An offline machine without HF_HUB_OFFLINE must not wait through the hub client's retries."""
+    from convfill import hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert hub._reachable("hub.invalid", timeout=0.5) is False  # a real DNS failure, not a stub
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub.hub_offline() is True

@@ -10,13 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import sys
 from pathlib import Path
 
-from ..cli import _add_model_args, build_reasoner, build_talker
+from ..cli import _add_model_args, build_reasoner, build_talker, run_command
 from ..config import EngineConfig, from_arguments
-from ..errors import ConvFillError
 from .qa import DEFAULT_DATA, MODES, arun_qa, load_items, sample_items
 
 
@@ -106,16 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
-    try:
-        result = args.func(args)
-    except ConvFillError as e:
-        if os.environ.get("CONVFILL_DEBUG"):
-            raise
-        print(f"Error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    print(result["_text"] if "_text" in result else json.dumps(result), flush=True)
-    return 0
+
+    def run(a):
+        result = a.func(a)
+        print(result["_text"] if "_text" in result else json.dumps(result), flush=True)
+
+    return run_command(run, args)
