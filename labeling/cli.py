@@ -14,6 +14,7 @@ from pathlib import Path
 
 from convfill.cli import run_command
 from convfill.errors import ConvFillError, InputError
+from convfill.jsonl import read_jsonl
 
 from .nli import LABELS, NLIError, load_judge, normalize_label
 
@@ -74,22 +75,15 @@ def cmd_score(args) -> None:
 
 def read_nli_data(path: str, limit: int | None = None) -> list[dict]:
     """Lines {"premise", "hypothesis", "label"}; InputError names the first bad line."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"no such file: {path}")
     rows = []
-    with p.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-                rows.append({"premise": str(d["premise"]), "hypothesis": str(d["hypothesis"]),
-                             "label": normalize_label(d["label"])})
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                raise InputError(f"{p.name}:{n}: need JSON with premise, hypothesis and an NLI label ({e})") from e
-            if limit is not None and len(rows) >= limit:
-                break
+    for n, d in read_jsonl(path, InputError):
+        try:
+            rows.append({"premise": str(d["premise"]), "hypothesis": str(d["hypothesis"]),
+                         "label": normalize_label(d["label"])})
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"{Path(path).name}:{n}: need premise, hypothesis and an NLI label ({e})") from e
+        if limit is not None and len(rows) >= limit:
+            break
     if not rows:
         raise InputError(f"{path} has no examples")
     return rows

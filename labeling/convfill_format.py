@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from convfill.errors import InputError
+from convfill.jsonl import read_jsonl
 from convfill.prompt import SIL
 
 
@@ -48,13 +49,9 @@ def parse_line(line: str, where: str = "line") -> list[dict]:
 
 def read(path: str | Path) -> Iterator[tuple[int, list[dict]]]:
     """(line number, turns) for every non-empty line of a ConvFill JSONL file."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"no such file: {p}")
-    with p.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                yield n, parse_line(line, f"{p.name}:{n}")
+    name = Path(path).name
+    for n, obj in read_jsonl(path, InputError):
+        yield n, validate(obj, f"{name}:{n}")
 
 
 def is_sil(thought: str) -> bool:

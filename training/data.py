@@ -23,7 +23,6 @@ Decisions and why:
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections.abc import Iterable, Iterator, Sequence
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from convfill.errors import ConvFillError
+from convfill.jsonl import read_jsonl
 from convfill.prompt import SIL, PhraseContext, build_prompt, sanitize, target_text
 
 HUB_DATASET = "zenglhardt/convfill-dataset"
@@ -96,19 +96,8 @@ def parse_conversation(obj: object, where: str) -> Conversation:
 
 def load_jsonl(path: str | Path) -> list[Conversation]:
     """Every conversation of one ConvFill JSONL file (blank lines are allowed)."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"training data not found: {path}")
-    convs = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno})") from None
-            convs.append(parse_conversation(obj, f"{path}:{n}"))
+    convs = [parse_conversation(obj, f"{path}:{n}")
+             for n, obj in read_jsonl(path, DataError, f"training data not found: {path}")]
     if not convs:
         raise DataError(f"{path}: no conversations in the file")
     return convs

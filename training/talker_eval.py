@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from convfill.errors import ConfigError, ConvFillError
+from convfill.jsonl import read_jsonl
 from convfill.metrics import summarize
 from convfill.prompt import SIL, PhraseContext, sanitize
 
@@ -65,17 +66,8 @@ def load_conversations(paths: Iterable[str | Path]) -> list[dict]:
     """ConvFill conversations from JSONL files, checked just enough to replay them (file:line on error)."""
     out = []
     for path in paths:
-        p = Path(path)
-        if not p.is_file():
-            raise EvalDataError(f"evaluation data not found: {p}")
-        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            where = f"{p}:{n}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise EvalDataError(f"{where}: not valid JSON ({e.msg})") from None
+        for n, obj in read_jsonl(path, EvalDataError, f"evaluation data not found: {path}"):
+            where = f"{path}:{n}"
             turns = obj.get("conversation") if isinstance(obj, dict) else None
             if not isinstance(turns, list) or not turns:
                 raise EvalDataError(f"{where}: expected an object with a non-empty 'conversation' list")

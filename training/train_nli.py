@@ -35,6 +35,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from convfill.errors import InputError
+from convfill.jsonl import read_jsonl
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -56,19 +59,15 @@ class Pair:
 def read_pairs(path: str | os.PathLike, limit: int | None = None) -> list[Pair]:
     """Read ``{"premise","hypothesis","label"[,"source"]}`` JSONL; unknown labels are an error."""
     out: list[Pair] = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            d = json.loads(line)
-            lab = d["label"]
-            if isinstance(lab, str):
-                if lab not in LABEL2ID:
-                    raise ValueError(f"{path}:{n}: unknown label {lab!r} (want one of {LABELS})")
-                lab = LABEL2ID[lab]
-            out.append(Pair(d["premise"], d["hypothesis"], int(lab), d.get("source", "")))
-            if limit and len(out) >= limit:
-                break
+    for n, d in read_jsonl(path, InputError):
+        lab = d["label"]
+        if isinstance(lab, str):
+            if lab not in LABEL2ID:
+                raise InputError(f"{path}:{n}: unknown label {lab!r} (want one of {LABELS})")
+            lab = LABEL2ID[lab]
+        out.append(Pair(d["premise"], d["hypothesis"], int(lab), d.get("source", "")))
+        if limit and len(out) >= limit:
+            break
     return out
 
 

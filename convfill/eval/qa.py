@@ -33,6 +33,7 @@ from ..clock import Clock
 from ..config import EngineConfig
 from ..engine import Engine
 from ..errors import ConfigError
+from ..jsonl import read_jsonl
 from ..events import Event, PhraseDelta, TurnEnded
 from ..metrics import TurnMetrics, summarize, turn_metrics
 from ..reasoners.base import Reasoner
@@ -65,23 +66,18 @@ class QAItem:
 def load_items(path: str | Path) -> list[QAItem]:
     """Read NQ-open JSONL; ConfigError naming the file and line for anything unusable."""
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"QA data not found: {path}. Pass --data FILE.jsonl (NQ-open lines "
-                          '{"question": ..., "answer": [...]}).')
+    missing = (f"QA data not found: {path}. Pass --data FILE.jsonl (NQ-open lines "
+               '{"question": ..., "answer": [...]}).')
     items = []
-    with path.open(encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-                q, a = d["question"], d["answer"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ConfigError(f"{path}:{i}: not an NQ-open line ({type(e).__name__}: {e})") from None
-            answers = (a,) if isinstance(a, str) else tuple(str(x) for x in a)
-            if not str(q).strip() or not answers:
-                raise ConfigError(f"{path}:{i}: empty question or no gold answer")
-            items.append(QAItem(str(q), answers, i))
+    for i, d in read_jsonl(path, ConfigError, missing):
+        try:
+            q, a = d["question"], d["answer"]
+        except (KeyError, TypeError) as e:
+            raise ConfigError(f"{path}:{i}: not an NQ-open line ({type(e).__name__}: {e})") from None
+        answers = (a,) if isinstance(a, str) else tuple(str(x) for x in a)
+        if not str(q).strip() or not answers:
+            raise ConfigError(f"{path}:{i}: empty question or no gold answer")
+        items.append(QAItem(str(q), answers, i))
     if not items:
         raise ConfigError(f"{path} has no QA items")
     return items
