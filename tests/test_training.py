@@ -372,6 +372,29 @@ def test_lora_keeps_vocabulary_saves_adapter_and_merged_weights(tiny_dir, tmp_pa
     assert changed and all(".q_proj." in k or ".v_proj." in k for k in changed)
 
 
+def test_init_adapter_continues_from_a_saved_adapter(tiny_dir, tmp_path):
+    """--init-adapter starts from the saved LoRA (its rank wins); lr 0 then leaves it exactly as it was."""
+    import torch
+    from safetensors.torch import load_file
+
+    first = tmp_path / "first"
+    train(tiny_cfg(tiny_dir, first, max_steps=4, lora=True, lora_r=4, lora_alpha=8, lora_dropout=0.0,
+                   lora_targets=("q_proj", "v_proj")))
+    again = tmp_path / "again"
+    train(tiny_cfg(tiny_dir, again, max_steps=1, lr=0.0, lora=True, lora_r=16, lora_targets=("o_proj",),
+                   init_adapter=str(first / "adapter")))
+    a, b = load_file(first / "model.safetensors"), load_file(again / "model.safetensors")
+    base = load_file(tiny_dir / "model.safetensors")
+    assert any(not torch.equal(a[k], base[k]) for k in a)  # the first run changed the weights ...
+    assert all(torch.equal(a[k], b[k]) for k in a)  # ... and the continuation started from them
+    cfg = json.loads((again / "adapter" / "adapter_config.json").read_text())
+    assert cfg["r"] == 4 and sorted(cfg["target_modules"]) == ["q_proj", "v_proj"]
+    with pytest.raises(ConfigError, match="needs --lora"):
+        train(tiny_cfg(tiny_dir, tmp_path / "x", init_adapter=str(first / "adapter")))
+    with pytest.raises(ConfigError, match="adapter_config.json"):
+        train(tiny_cfg(tiny_dir, tmp_path / "y", lora=True, init_adapter=str(tmp_path)))
+
+
 def test_bad_options_fail_with_clear_errors(tiny_dir, tmp_path):
     with pytest.raises(ConfigError, match="no training data"):
         train(TrainConfig(out_dir=str(tmp_path)))

@@ -60,6 +60,9 @@ class TrainConfig:
     lora_dropout: float = topt(0.05, "dropout on the LoRA input", lo=0, hi=0.9)
     lora_targets: tuple[str, ...] = topt(("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                                           "down_proj"), "module names LoRA wraps (llama naming)")
+    init_adapter: str | None = topt(None, "start the LoRA from this saved adapter dir (a run's adapter/) instead "
+                                    "of zero: continue training on new data or a new schedule; its rank, "
+                                    "alpha and targets win over the --lora-* options")
     # optimization (all counts are optimizer steps)
     epochs: float = topt(1.0, "passes over the training examples; sets max_steps when that is 0", lo=0)
     max_steps: int = topt(0, "stop after this many optimizer steps (0: from epochs)", lo=0)
@@ -98,7 +101,7 @@ class TrainConfig:
 
 # Fields that must not change between a run and its resume: they define the data, model and batch order.
 RESUME_FIXED = ("data", "val_fraction", "max_len", "sil_augment", "sil_token", "model", "lora", "lora_r",
-                "lora_alpha", "lora_targets", "batch_size", "grad_accum", "seed")
+                "lora_alpha", "lora_targets", "init_adapter", "batch_size", "grad_accum", "seed")
 
 
 def get_lr(step: int, cfg: TrainConfig, total: int) -> float:
@@ -231,12 +234,20 @@ def train(cfg: TrainConfig) -> TrainResult:
               f"{st.skipped_too_long} skipped (too long)", file=sys.stderr)
 
     # -- model and optimizer -----------------------------------------------------------------------------
-    if cfg.lora:
+    if cfg.lora and cfg.init_adapter:
+        from peft import PeftModel
+
+        if not (Path(cfg.init_adapter) / "adapter_config.json").is_file():
+            raise ConfigError(f"--init-adapter: no adapter_config.json in {cfg.init_adapter}")
+        model = PeftModel.from_pretrained(model, cfg.init_adapter, is_trainable=True)
+    elif cfg.lora:
         from peft import LoraConfig, get_peft_model
 
         model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                                                  lora_dropout=cfg.lora_dropout,
                                                  target_modules=list(cfg.lora_targets), task_type="CAUSAL_LM"))
+    elif cfg.init_adapter:
+        raise ConfigError("--init-adapter needs --lora")
     model.to(rt.device)
     model.train()
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
