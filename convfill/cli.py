@@ -24,8 +24,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="GGUF path (llamacpp) or hub id / local dir (transformers); default: the shipped "
                         "SmolLM2-135M-Instruct Q4_1")
     g.add_argument("--talker-lora", default=None,
-                   help="GGUF LoRA adapter for the llamacpp Talker: a path, or 'seed' = the shipped "
-                        "seed-trained ConvFill adapter (experimental, see docs/benchmarks.md); default: none")
+                   help="GGUF LoRA adapter for the llamacpp Talker: a path; 'seed' = the shipped seed-trained "
+                        "ConvFill adapter; 'none' = the bare base model, prompted. Default: the seed adapter "
+                        "on the shipped base, none on a --talker-model of your own")
     g.add_argument("--talker-style", choices=["convfill", "prompted"], default=None,
                    help="prompt style (default: prompted for the shipped base model, convfill otherwise)")
     g.add_argument("--temperature", type=float, default=0.0, help="Talker sampling temperature (0 = greedy)")

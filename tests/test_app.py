@@ -18,7 +18,7 @@ from convfill.clock import FakeClock
 from convfill.engine import Engine
 from convfill.events import ChunkArrived, FirstToken, PhraseDelta, PhraseEnded, PhraseStarted, TurnStarted
 from convfill.testing import ScriptedReasoner, ScriptedTalker, run_turn
-from convfill.ui.session import DEFAULT_TALKER, SEED_TALKER, ChatSession, ModelPool, TurnSettings, talker_spec
+from convfill.ui.session import BASE_TALKER, DEFAULT_TALKER, ChatSession, ModelPool, TurnSettings, talker_spec
 from convfill.ui.timeline import chunk_colour, render_timeline
 from convfill.ui.view import REASONER_TITLE, TurnView, render_metrics
 
@@ -131,7 +131,7 @@ async def test_metrics_table_uses_turn_metrics():
 # ------------------------------------------------------------------------------------------ session
 def test_talker_spec_and_settings():
     assert talker_spec(DEFAULT_TALKER) == ("llamacpp", None) == talker_spec("")
-    assert talker_spec(SEED_TALKER) == ("llamacpp", "seed")
+    assert talker_spec(BASE_TALKER) == ("llamacpp", "none")
     assert talker_spec("/m/x.GGUF") == ("llamacpp", "/m/x.GGUF")
     assert talker_spec("vysri/SmolLM360M-IT-ConvFill") == ("transformers", "vysri/SmolLM360M-IT-ConvFill")
     assert talker_spec("transformers:/m/x.gguf") == ("transformers", "/m/x.gguf")

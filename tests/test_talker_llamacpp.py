@@ -93,11 +93,23 @@ async def test_warm_fills_the_cache_with_the_next_prompts_prefix(real_talker):
     assert text and "\n" not in text
 
 
-async def test_shipped_seed_adapter_loads_and_conveys_knowledge():
-    """The seed-trained ConvFill LoRA (convfill/assets) applied by llama.cpp on the shipped base."""
-    t = LlamaCppTalker(lora_path="seed", temperature=0.0)
-    assert t.style == "convfill" and "talker-seed-lora" in t.name
-    text = await _say(t, PhraseContext("Who wrote Pride and Prejudice?",
-                                       "Jane Austen wrote Pride and Prejudice in 1813."))
+async def test_default_talker_is_the_seed_adapter_and_answers_terse_questions(real_talker):
+    """The offline default = shipped base + seed-trained ConvFill LoRA (convfill/assets), ConvFill layout.
+    A search-style question with a terse oracle chunk: the answer, not the question repeated."""
+    assert real_talker.style == "convfill" and "talker-seed-lora" in real_talker.name
+    text = await _say(real_talker, PhraseContext("who wrote pride and prejudice",
+                                                 "The answer is Jane Austen."))
     assert "Austen" in text and "\n" not in text
+    assert not text.lower().startswith("who wrote")  # the first adapter echoed such questions
+
+
+def test_adapter_choice_none_gives_the_bare_prompted_base_and_other_models_get_no_adapter(tmp_path):
+    from convfill.talkers.llamacpp import SEED_ADAPTER, resolve_adapter
+
+    t = LlamaCppTalker(lora_path="none", temperature=0.0)
+    assert t.style == "prompted" and "lora" not in t.name
     t.close()
+    assert resolve_adapter("auto") == SEED_ADAPTER == resolve_adapter("seed")
+    assert resolve_adapter("auto", tmp_path / "mine.gguf") is None  # trained for the shipped base only
+    assert resolve_adapter(None) is None and resolve_adapter("none") is None
+    assert resolve_adapter("x.gguf") == Path("x.gguf")

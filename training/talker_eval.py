@@ -276,7 +276,7 @@ class TalkerSpec:
         if self.lora:
             if self.talker != "llamacpp":
                 raise ConfigError("--lora needs the llamacpp runtime (merge the adapter for transformers)")
-            if self.lora != "seed" and not Path(self.lora).is_file():
+            if self.lora not in ("seed", "none", "auto") and not Path(self.lora).is_file():
                 raise ConfigError(f"LoRA adapter not found: {self.lora}")
         return get_talker(self.talker, self.model, **opts)
 

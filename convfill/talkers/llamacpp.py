@@ -20,17 +20,22 @@ from .. import paths
 from .base import Talker
 
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# The seed-trained ConvFill Talker: a LoRA adapter (GGUF) on the shipped base, trained by training/finetune
-# on data/seed (see docs/benchmarks.md, "Talker quality"). Opt-in ("seed"), not the default: it beats the
-# prompted base on held-out ConvFill turns but loses to it on NQ-open with terse oracle knowledge.
+# The offline default Talker is the shipped base plus this seed-trained ConvFill LoRA adapter (GGUF), trained
+# by training/finetune on data/seed (see docs/benchmarks.md, "The seed-trained Talker vs the prompted base").
 SEED_ADAPTER = Path(__file__).resolve().parents[1] / "assets" / "talker-seed-lora.gguf"
+AUTO_ADAPTER = "auto"
 
 
-def resolve_adapter(lora_path) -> Path | None:
-    """`lora_path` as given; "seed" = the shipped seed-trained adapter; None, "" or "none" = no adapter."""
-    if lora_path is None or str(lora_path).lower() in ("", "none"):
+def resolve_adapter(lora_path, model_path=None) -> Path | None:
+    """The adapter file to apply. "auto" (the default): the seed adapter on the shipped base, none on any
+    other model (it was trained for that base only); "seed": the seed adapter; None, "" or "none": no
+    adapter (the bare base, prompted); anything else: a path."""
+    text = "" if lora_path is None else str(lora_path)
+    if text.lower() == AUTO_ADAPTER:
+        return SEED_ADAPTER if model_path is None else None
+    if text.lower() in ("", "none"):
         return None
-    if str(lora_path) == "seed":
+    if text == "seed":
         return SEED_ADAPTER
     return Path(lora_path)
 
@@ -118,17 +123,18 @@ class LlamaCppTalker(Talker):
         fast: run a Q8_0 copy of Q4_1 weights (twice the prefill speed; see `fast_copy`).
         temperature: 0 = greedy.
         n_threads: CPU threads (default: up to 4).
-        lora_path: GGUF LoRA adapter applied on top of the model; "seed" = the shipped seed-trained
-            ConvFill adapter (see `resolve_adapter`); None = no adapter.
+        lora_path: GGUF LoRA adapter applied on top of the model: "auto" (default) = the shipped
+            seed-trained ConvFill adapter when `model_path` is None, else none; "seed"; a path; None or
+            "none" = no adapter (see `resolve_adapter`).
     """
 
     runtime = "llamacpp"
 
     def __init__(self, model_path: str | Path | None = None, *, style: str | None = None,
                  template: str = "chatml", temperature: float = 0.0, top_p: float = 0.9,
-                 n_threads: int | None = None, n_ctx: int = 2048, lora_path: str | Path | None = None,
+                 n_threads: int | None = None, n_ctx: int = 2048, lora_path: str | Path | None = AUTO_ADAPTER,
                  seed: int = 0, system: str | None = None, fast: bool = True):
-        lora_path = resolve_adapter(lora_path)
+        lora_path = resolve_adapter(lora_path, model_path)
         if lora_path is not None and not lora_path.exists():
             raise TalkerLoadError(f"LoRA adapter not found: {lora_path}")
         path = Path(model_path) if model_path else default_gguf_path()

@@ -11,12 +11,12 @@ import logging
 import os
 from dataclasses import dataclass
 
-from .session import SEED_TALKER, DEFAULT_TALKER, ChatSession, ModelPool, TurnSettings
+from .session import BASE_TALKER, DEFAULT_TALKER, ChatSession, ModelPool, TurnSettings
 
 log = logging.getLogger(__name__)
 
-# Talkers offered in the dropdown besides free text: the offline default, and the ConvFill paper's
-# released Talker (a hub id: used on a networked machine, a clear load error offline).
+# Talkers offered in the dropdown besides free text: the offline default (seed-trained adapter), the bare
+# base for comparison, and the ConvFill paper's released Talker (a hub id: used on a networked machine, a clear load error offline).
 HUB_TALKER = "vysri/SmolLM360M-IT-ConvFill"
 DEMO_KNOWLEDGE = ("Jane Austen wrote Pride and Prejudice. It was first published in 1813. "
                   "The novel follows Elizabeth Bennet and Mr Darcy.")
@@ -36,7 +36,7 @@ class AppConfig:
     """
 
     db: str | None = None
-    talkers: tuple[str, ...] = (DEFAULT_TALKER, SEED_TALKER, HUB_TALKER)
+    talkers: tuple[str, ...] = (DEFAULT_TALKER, BASE_TALKER, HUB_TALKER)
     default_reasoner: str = "local"
     default_knowledge: str = DEMO_KNOWLEDGE
     preload_talker: bool = False
@@ -49,7 +49,7 @@ class AppConfig:
         talkers = cls.talkers
         extra = [t.strip() for t in os.environ.get("CONVFILL_TALKERS", "").split(",") if t.strip()]
         if extra:
-            talkers = (DEFAULT_TALKER, SEED_TALKER, *extra)
+            talkers = (DEFAULT_TALKER, BASE_TALKER, *extra)
         kw = dict(db=os.environ.get("CONVFILL_DB") or None, talkers=talkers,
                   default_reasoner=os.environ.get("CONVFILL_REASONER", cls.default_reasoner))
         kw.update(overrides)

@@ -28,9 +28,9 @@ from ..reasoners import REASONERS, Reasoner, reasoner_class
 from ..talkers import TALKERS, Talker, get_talker
 from .view import TurnView
 
-DEFAULT_TALKER = "default (SmolLM2-135M-Instruct GGUF, llama.cpp)"
-SEED_TALKER = "seed-trained ConvFill adapter on the default (experimental)"
-_SEED = "seed"  # talker_spec's model value for SEED_TALKER
+DEFAULT_TALKER = "default (seed-trained ConvFill adapter on SmolLM2-135M-Instruct, llama.cpp)"
+BASE_TALKER = "bare SmolLM2-135M-Instruct, prompted (no adapter)"
+_BASE = "none"  # talker_spec's model value for BASE_TALKER: the shipped GGUF with lora_path="none"
 
 
 @dataclass(frozen=True)
@@ -73,13 +73,14 @@ class TurnSettings:
 
 
 def talker_spec(text: str | None) -> tuple[str, str | None]:
-    """(runtime, model) for the Talker box: blank/default -> the shipped GGUF on llama.cpp; `*.gguf` ->
+    """(runtime, model) for the Talker box: blank/default -> the shipped GGUF + seed adapter on llama.cpp;
+    `BASE_TALKER` -> the shipped GGUF without adapter; `*.gguf` ->
     llama.cpp; anything else (hub id, local directory) -> transformers; `runtime:model` picks explicitly."""
     text = (text or "").strip()
     if not text or text == DEFAULT_TALKER:
         return "llamacpp", None
-    if text == SEED_TALKER:
-        return "llamacpp", _SEED
+    if text == BASE_TALKER:
+        return "llamacpp", _BASE
     head, sep, rest = text.partition(":")
     if sep and head in TALKERS:
         return head, rest.strip() or None
@@ -105,8 +106,8 @@ class ModelPool:
             if key not in self._talkers:
                 runtime, model = key
                 try:
-                    if model == _SEED:
-                        self._talkers[key] = get_talker(runtime, model=None, lora_path="seed")
+                    if model == _BASE:
+                        self._talkers[key] = get_talker(runtime, model=None, lora_path="none")
                     else:
                         self._talkers[key] = get_talker(runtime, model=model)
                 except (TalkerLoadError, ConfigError):
