@@ -28,7 +28,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                         "ConvFill adapter; 'none' = the bare base model, prompted. Default: the seed adapter "
                         "on the shipped base, none on a --talker-model of your own")
     g.add_argument("--talker-style", choices=["convfill", "prompted"], default=None,
-                   help="prompt style (default: prompted for the shipped base model, convfill otherwise)")
+                   help="prompt style (default: prompted for the bare shipped base, i.e. --talker-lora none; "
+                        "convfill otherwise)")
     g.add_argument("--temperature", type=float, default=0.0, help="Talker sampling temperature (0 = greedy)")
     g = p.add_argument_group("Reasoner")
     g.add_argument("--reasoner", default="local", help="Reasoner name (see `python -m convfill reasoners`)")

@@ -27,11 +27,15 @@ def read_jsonl(path: str | os.PathLike, error: type[ConvFillError] = InputError,
     if not p.is_file():
         raise error(missing or f"no such file: {p}")
     with p.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise error(f"{p}:{n}: not valid JSON ({e.msg} at column {e.colno})") from None
-            yield n, obj
+        try:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise error(f"{p}:{n}: not valid JSON ({e.msg} at column {e.colno})") from None
+                yield n, obj
+        except UnicodeDecodeError:
+            # Decoding runs ahead in blocks, so the failing line is not known here: name the file.
+            raise error(f"{p}: not UTF-8 text") from None

@@ -33,8 +33,8 @@ from ..clock import Clock
 from ..config import EngineConfig
 from ..engine import Engine
 from ..errors import ConfigError
-from ..jsonl import read_jsonl
 from ..events import Event, PhraseDelta, TurnEnded
+from ..jsonl import read_jsonl
 from ..metrics import TurnMetrics, summarize, turn_metrics
 from ..reasoners.base import Reasoner
 from ..reasoners.oracle import OracleReasoner

@@ -16,7 +16,8 @@ from .session import BASE_TALKER, DEFAULT_TALKER, ChatSession, ModelPool, TurnSe
 log = logging.getLogger(__name__)
 
 # Talkers offered in the dropdown besides free text: the offline default (seed-trained adapter), the bare
-# base for comparison, and the ConvFill paper's released Talker (a hub id: used on a networked machine, a clear load error offline).
+# base for comparison, and the ConvFill paper's released Talker (a hub id: used on a networked machine, a
+# clear load error offline).
 HUB_TALKER = "vysri/SmolLM360M-IT-ConvFill"
 DEMO_KNOWLEDGE = ("Jane Austen wrote Pride and Prejudice. It was first published in 1813. "
                   "The novel follows Elizabeth Bennet and Mr Darcy.")
