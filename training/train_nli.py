@@ -173,21 +173,26 @@ def evaluate(model, encoded, batch_size: int = 64, bf16: bool = False) -> dict:
     """Accuracy, per-label accuracy (recall) and confusion counts over encoded pairs."""
     import torch
 
+    logits, labels = predict_logits(model, encoded, batch_size, bf16)
+    r = score(logits.argmax(-1).tolist(), labels.tolist(), model.config.id2label)
+    loss = torch.nn.functional.cross_entropy(logits, labels).item() if len(encoded) else 0.0
+    r["loss"] = round(loss, 4)
+    return r
+
+
+def predict_logits(model, encoded, batch_size: int = 64, bf16: bool = False):
+    """(logits, labels) tensors over encoded pairs, in input order; batches run length-sorted."""
+    import torch
+
     model.eval()
+    out = torch.zeros(len(encoded), model.config.num_labels)
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
-    preds = [0] * len(encoded)
-    loss_sum = 0.0
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         for s in range(0, len(order), batch_size):
             b = order[s:s + batch_size]
-            x, y = collate([encoded[i] for i in b])
-            logits = model(**x).logits.float()
-            loss_sum += torch.nn.functional.cross_entropy(logits, y, reduction="sum").item()
-            for i, v in zip(b, logits.argmax(-1).tolist()):
-                preds[i] = v
-    r = score(preds, [e[2] for e in encoded], model.config.id2label)
-    r["loss"] = round(loss_sum / max(1, len(encoded)), 4)
-    return r
+            x, _ = collate([encoded[i] for i in b])
+            out[b] = model(**x).logits.float()
+    return out, torch.tensor([e[2] for e in encoded], dtype=torch.long)
 
 
 def score(preds: list[int], gold: list[int], id2label) -> dict:
@@ -389,21 +394,6 @@ def fit_logit_offsets(logits, labels, grid: float = 1.0, step: float = 0.05) -> 
     return [round(x, 4) for x in best], best_acc
 
 
-def val_logits(model, encoded, batch_size: int = 64):
-    """(logits, labels) tensors over encoded pairs, in input order."""
-    import torch
-
-    model.eval()
-    out = torch.zeros(len(encoded), model.config.num_labels)
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
-    with torch.inference_mode():
-        for s in range(0, len(order), batch_size):
-            b = order[s:s + batch_size]
-            x, _ = collate([encoded[i] for i in b])
-            out[b] = model(**x).logits.float()
-    return out, torch.tensor([e[2] for e in encoded])
-
-
 def calibrate(args) -> dict:
     """Fit logit offsets on the run's validation pairs and save the checkpoint with them in the head's bias."""
     import shutil
@@ -417,12 +407,13 @@ def calibrate(args) -> dict:
         log = ckpt.parent / "train_log.jsonl"
         if not log.is_file():
             raise InputError(f"no --train/--val given and no {log} to take them from")
-        start = next(json.loads(x) for x in log.read_text().splitlines() if '"start"' in x)["args"]
+        events = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
+        start = next(e for e in events if e.get("event") == "start")["args"]
         for k in ("train", "val", "val_size", "val_seed", "val_source", "limit"):
             setattr(args, k, start.get(k, getattr(args, k, None)))
     _, val_pairs = train_val_pairs(args)
     model, tok = load_for_eval(str(ckpt))
-    logits, labels = val_logits(model, encode(tok, val_pairs, args.max_len))
+    logits, labels = predict_logits(model, encode(tok, val_pairs, args.max_len))
     before = logits.argmax(-1).eq(labels).float().mean().item()
     offsets, after = fit_logit_offsets(logits, labels, args.grid, args.step)
     with torch.no_grad():
