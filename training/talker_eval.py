@@ -266,6 +266,7 @@ class TalkerSpec:
         if self.talker not in ("llamacpp", "transformers"):
             raise ConfigError(f"unknown Talker runtime {self.talker!r}: use llamacpp, transformers or gold")
         from convfill.talkers import get_talker
+        from convfill.talkers.llamacpp import resolve_adapter
 
         opts: dict[str, Any] = {"style": self.style, "temperature": 0.0, "seed": self.seed}
         if self.threads and self.talker == "llamacpp":
@@ -276,7 +277,8 @@ class TalkerSpec:
         if self.lora:
             if self.talker != "llamacpp":
                 raise ConfigError("--lora needs the llamacpp runtime (merge the adapter for transformers)")
-            if self.lora not in ("seed", "none", "auto") and not Path(self.lora).is_file():
+            adapter = resolve_adapter(self.lora, self.model)  # "seed"/"none"/"auto" or a path
+            if adapter is not None and not adapter.is_file():
                 raise ConfigError(f"LoRA adapter not found: {self.lora}")
         return get_talker(self.talker, self.model, **opts)
 

@@ -41,6 +41,15 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: str | Path) -> Path:
+    """Lay out, write as PNG and free the figure (pyplot keeps every open figure alive)."""
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_distributions(series: Mapping[str, Sequence[float | None]], path: str | Path, title: str,
                        xlabel: str = "ms since the turn started") -> Path:
     """Horizontal box plots (with the points) of latency samples, one row per series."""
@@ -57,11 +66,7 @@ def plot_distributions(series: Mapping[str, Sequence[float | None]], path: str |
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_bars(values: Mapping[str, float | None], path: str | Path, title: str, ylabel: str,
@@ -78,11 +83,7 @@ def plot_bars(values: Mapping[str, float | None], path: str | Path, title: str, 
     ax.set_title(title)
     if as_percent:
         ax.set_ylim(0, 105)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_stacked(shares: Mapping[str, Mapping[str, float]], keys: Sequence[str], path: str | Path,
@@ -100,11 +101,7 @@ def plot_stacked(shares: Mapping[str, Mapping[str, float]], keys: Sequence[str],
     ax.set_ylim(0, 100)
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 # ------------------------------------------------------------------------------------------------- QA
