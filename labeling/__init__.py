@@ -2,5 +2,5 @@
 
 Modules: `store` (LabelStore: turns, phrases, suggestions, labels), `migrations` (schema), `nli` (judge and
 the premise/hypothesis rule), `scoring` (batch scoring), `agreement` (Cohen's kappa), `export` (ConvFill
-JSONL / CSV), `convfill_format` (the JSONL format), `ui` (the Labeling tab), `cli` (`python -m labeling`).
+JSONL / CSV, checked by `convfill.conversations`), `ui` (the Labeling tab), `cli` (`python -m labeling`).
 """

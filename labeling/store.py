@@ -243,9 +243,9 @@ class LabelStore:
             path: the JSONL file (`{"conversation": [{"user", "thoughts", "response"}]}` per line).
             reasoner: the Reasoner name stored with the turns (the queue can filter on it).
         """
-        from . import convfill_format
+        from convfill import conversations
 
-        lines = list(convfill_format.read(path))
+        lines = list(conversations.read(path))
         name = Path(path).name
         counts = {"conversations": 0, "turns": 0, "phrases": 0, "skipped": 0}
 
@@ -268,12 +268,12 @@ class LabelStore:
                         turns.append({"id": tid, "conversation_id": cid, "turn_index": ti, "user": turn["user"],
                                       "reply": " ".join(turn["response"]), "end_reason": "done",
                                       "started_at": _iso(), "reasoner": _scrub({"reasoner": reasoner}),
-                                      "n_fillers": sum(convfill_format.is_sil(t) for t in turn["thoughts"]),
-                                      "n_chunks": sum(not convfill_format.is_sil(t) for t in turn["thoughts"])})
+                                      "n_fillers": sum(conversations.is_sil(t) for t in turn["thoughts"]),
+                                      "n_chunks": sum(not conversations.is_sil(t) for t in turn["thoughts"])})
                         ci = 0
                         for pi, (thought, phrase) in enumerate(zip(turn["thoughts"], turn["response"])):
                             chunk_index = None
-                            if not convfill_format.is_sil(thought):
+                            if not conversations.is_sil(thought):
                                 chunks.append({"turn_id": tid, "chunk_index": ci, "text": thought})
                                 chunk_index, ci = ci, ci + 1
                             phrases.append({"turn_id": tid, "phrase_index": pi, "text": phrase, "cancelled": 0,

@@ -124,7 +124,7 @@ def _card(item: dict | None, nonce: int, message: str = "") -> str:
     if item is None:
         body = f"<p><b>Nothing left to label with these filters.</b> {_e(message)}</p>"
         return f'<div class="lab-card" data-phrase-id="" data-nonce="{nonce}">{body}</div>'
-    know = (f'<span class="lab-filler">silence (a filler: judged against the user utterance)</span>'
+    know = ('<span class="lab-filler">silence (a filler: judged against the user utterance)</span>'
             if item["filler"] else _e(item["knowledge"]))
     earlier = " / ".join(_e(x) for x in item["earlier"]) or '<span class="lab-filler">none</span>'
     s = item["suggestion"]

@@ -14,7 +14,7 @@ from convfill.config import EngineConfig
 from convfill.engine import Engine
 from convfill.errors import InputError
 from convfill.testing import ScriptedReasoner, ScriptedTalker, run_turn
-from labeling import convfill_format
+from convfill import conversations
 from labeling.agreement import cohen_kappa, pairwise
 from labeling.cli import main
 from labeling.export import export_csv, export_jsonl, human_verdict
@@ -321,7 +321,7 @@ def test_export_jsonl_keeps_acceptable_phrases_and_parses_back(store, tmp_path):
     s = export_jsonl(store, out)
     assert (s.conversations, s.turns, s.phrases, s.dropped) == (2, 3, 4, 3)
     lines = out.read_text(encoding="utf-8").splitlines()
-    convs = [convfill_format.parse_line(line) for line in lines]  # the shared format, strictly
+    convs = [conversations.parse_line(line) for line in lines]  # the shared format, strictly
     assert all(set(json.loads(line)) == {"conversation"} for line in lines)
     assert all(set(t) == {"user", "thoughts", "response"} for c in convs for t in c)
     assert convs[0] == [

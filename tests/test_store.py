@@ -1,6 +1,5 @@
 """The shared SQLite store with a real database file: schema, turn recording, threads, secrets, locks."""
 
-import json
 import sqlite3
 import threading
 

@@ -190,7 +190,7 @@ def test_cli_bad_input_is_a_clear_error(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"conversation": [{"user": "hi", "thoughts": ["<sil>"], "response": []}]}\n')
     assert main(["--data", str(bad), "--talker", "gold"]) == 1
-    assert f"{bad}:1: turn 0" in capsys.readouterr().err
+    assert f"{bad}:1, turn 0: 1 thoughts but 0 responses" in capsys.readouterr().err
     assert main(["--data", str(tmp_path / "missing.jsonl")]) == 1
     assert "not found" in capsys.readouterr().err
     good = tmp_path / "good.jsonl"

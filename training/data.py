@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from convfill.errors import ConvFillError
+from convfill.conversations import is_sil, validate
 from convfill.jsonl import read_jsonl
 from convfill.prompt import SIL, PhraseContext, build_prompt, sanitize, target_text
 
@@ -58,40 +59,14 @@ class Conversation:
     source: str = ""
 
 
-def is_sil(thought: str) -> bool:
-    """True for a silence thought (`<sil>`, or an empty string, which the prompt renders as `<sil>`)."""
-    return thought.strip() in ("", SIL)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Loading and validation
 
 
 def parse_conversation(obj: object, where: str) -> Conversation:
-    """Validate one decoded JSON line; DataError naming `where` and the offending turn/field."""
-    if not isinstance(obj, dict) or "conversation" not in obj:
-        raise DataError(f"{where}: expected an object with a 'conversation' list")
-    turns_raw = obj["conversation"]
-    if not isinstance(turns_raw, list) or not turns_raw:
-        raise DataError(f"{where}: 'conversation' must be a non-empty list of turns")
-    turns = []
-    for i, t in enumerate(turns_raw):
-        at = f"{where}: turn {i}"
-        if not isinstance(t, dict):
-            raise DataError(f"{at}: expected an object with user/thoughts/response")
-        missing = [k for k in ("user", "thoughts", "response") if k not in t]
-        if missing:
-            raise DataError(f"{at}: missing {', '.join(missing)}")
-        if not isinstance(t["user"], str) or not t["user"].strip():
-            raise DataError(f"{at}: 'user' must be a non-empty string")
-        for k in ("thoughts", "response"):
-            if not isinstance(t[k], list) or not all(isinstance(x, str) for x in t[k]):
-                raise DataError(f"{at}: '{k}' must be a list of strings")
-        if len(t["thoughts"]) != len(t["response"]):
-            raise DataError(f"{at}: {len(t['thoughts'])} thoughts but {len(t['response'])} responses "
-                            "(they must pair up one to one)")
-        turns.append(Turn(t["user"], tuple(t["thoughts"]), tuple(t["response"])))
-    return Conversation(tuple(turns), where)
+    """Validate one decoded JSON line (`convfill.conversations.validate`); DataError naming `where` and the turn."""
+    turns = validate(obj, where, DataError)
+    return Conversation(tuple(Turn(t["user"], tuple(t["thoughts"]), tuple(t["response"])) for t in turns), where)
 
 
 def load_jsonl(path: str | Path) -> list[Conversation]:

@@ -45,10 +45,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from convfill.conversations import is_sil
+from convfill.conversations import read as read_conversations
 from convfill.errors import ConfigError, ConvFillError
-from convfill.jsonl import read_jsonl
 from convfill.metrics import summarize
-from convfill.prompt import SIL, PhraseContext, sanitize
+from convfill.prompt import PhraseContext, sanitize
 
 from .rules import content_words, leaked_words, names, new_names, numbers, stem
 from .validate_corpus import split as hash_split
@@ -63,30 +64,12 @@ class EvalDataError(ConvFillError):
 
 # ------------------------------------------------------------------------------------------------ data
 def load_conversations(paths: Iterable[str | Path]) -> list[dict]:
-    """ConvFill conversations from JSONL files, checked just enough to replay them (file:line on error)."""
-    out = []
-    for path in paths:
-        for n, obj in read_jsonl(path, EvalDataError, f"evaluation data not found: {path}"):
-            where = f"{path}:{n}"
-            turns = obj.get("conversation") if isinstance(obj, dict) else None
-            if not isinstance(turns, list) or not turns:
-                raise EvalDataError(f"{where}: expected an object with a non-empty 'conversation' list")
-            for i, t in enumerate(turns):
-                ok = (isinstance(t, dict) and isinstance(t.get("user"), str)
-                      and isinstance(t.get("thoughts"), list) and isinstance(t.get("response"), list)
-                      and len(t["thoughts"]) == len(t["response"])
-                      and all(isinstance(x, str) for x in t["thoughts"] + t["response"]))
-                if not ok:
-                    raise EvalDataError(f"{where}: turn {i} needs 'user' and equally long 'thoughts'/'response' "
-                                        "lists of strings")
-            out.append(obj)
+    """ConvFill conversations from JSONL files, checked by `convfill.conversations` (file:line on error)."""
+    out = [{"conversation": turns} for path in paths
+           for _, turns in read_conversations(path, EvalDataError, f"evaluation data not found: {path}")]
     if not out:
         raise EvalDataError("no conversations in the evaluation data")
     return out
-
-
-def _is_sil(thought: str) -> bool:
-    return thought.strip() in ("", SIL)
 
 
 @dataclass(frozen=True)
@@ -113,9 +96,9 @@ def turn_slots(conversations: Sequence[dict]) -> list[list[Slot]]:
         for ti, t in enumerate(conv["conversation"]):
             slots = []
             for si, (thought, gold) in enumerate(zip(t["thoughts"], t["response"])):
-                ctx = PhraseContext(user=t["user"], knowledge=None if _is_sil(thought) else thought,
+                ctx = PhraseContext(user=t["user"], knowledge=None if is_sil(thought) else thought,
                                     earlier=tuple(t["response"][:si]), prev_user=prev_user, prev_reply=prev_reply)
-                upcoming = tuple(x for x in t["thoughts"][si:] if not _is_sil(x))
+                upcoming = tuple(x for x in t["thoughts"][si:] if not is_sil(x))
                 slots.append(Slot(ci, ti, si, ctx, gold, upcoming))
             if slots:
                 turns.append(slots)
