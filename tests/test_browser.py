@@ -85,18 +85,22 @@ def _snapshot(page) -> tuple[str, str]:
     return page.locator("#cf-chatbot").inner_text(), page.locator("#cf-timeline").inner_html()
 
 
-def test_chat_in_a_real_browser(app_url, page, tmp_path):
-    demo, url = app_url
+def _open_with_oracle(page, url: str, knowledge: str) -> None:
+    """Open the app and choose the oracle Reasoner with `knowledge`, as a user would."""
     page.goto(url)
     page.wait_for_selector("#cf-send")
-    # choose the oracle Reasoner and give it knowledge, as a user would
     page.locator("#cf-reasoner input").click()
     page.get_by_role("option", name="oracle").click()
-    page.fill("#cf-knowledge textarea", KNOWLEDGE)
-    # shorter phrases keep the test quick on a busy CPU (an engine setting built from EngineConfig)
+    page.fill("#cf-knowledge textarea", knowledge)
     page.get_by_text("Engine settings").click()
-    page.fill("#cf-max_phrase_tokens input", "16")
     page.fill("#cf-turn_timeout_s input", "600")  # a busy CI CPU must not turn "done" into "timeout"
+
+
+def test_chat_in_a_real_browser(app_url, page, tmp_path):
+    demo, url = app_url
+    _open_with_oracle(page, url, KNOWLEDGE)
+    # shorter phrases keep the test quick on a busy CPU (an engine setting built from EngineConfig)
+    page.fill("#cf-max_phrase_tokens input", "16")
 
     t0 = _send(page, "Who wrote Pride and Prejudice?")
     first_words_ms = _wait_talking(page, t0, 1)
@@ -149,3 +153,24 @@ def test_chat_in_a_real_browser(app_url, page, tmp_path):
                                                        "stop_to_cancelled_ms": stop_ms}))
     print(f"\nsend -> first Talker words visible: {first_words_ms:.0f} ms; stop -> cancelled shown: "
           f"{stop_ms:.0f} ms; screenshots in {tmp_path}")
+
+
+def test_closing_the_tab_mid_turn_stops_and_keeps_the_turn(app_url, page):
+    """A closed tab must not leave its turn talking (and a cloud Reasoner billing) in the background:
+    the server cancels the turn when the page goes away, and the store keeps it, ended "cancelled"."""
+    demo, url = app_url
+    _open_with_oracle(page, url, LONG_KNOWLEDGE)
+    _wait_talking(page, _send(page, "Tell me about the history of the novel."), 1)
+    page.wait_for_selector('#cf-timeline svg .cf-phrase[data-source="chunk"]', timeout=60_000)
+    page.close()
+    store, deadline, reason = demo.convfill_store, time.monotonic() + 30, None
+    while time.monotonic() < deadline:
+        row = store.db.execute("select end_reason from turns").fetchone()
+        if row and row[0]:
+            reason = row[0]
+            break
+        time.sleep(0.2)
+    # Ten knowledge chunks take far longer than the few seconds a cancellation needs on any CPU here.
+    assert reason == "cancelled", f"turn after the tab closed: {reason!r}"
+    phrases = [r[0] for r in store.db.execute("select text from phrases order by phrase_index")]
+    assert phrases and phrases[0], "the phrases said before the tab closed were lost"
