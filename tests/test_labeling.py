@@ -220,7 +220,10 @@ def test_eight_threads_writing_labels_lose_nothing(tmp_path):
     setup = LabelStore(path)
     setup.import_convfill(_jsonl(tmp_path / "a.jsonl", CONV_A, CONV_B))
     pids = [r["id"] for r in setup.db["phrases"].rows]
-    store = LabelStore(path)  # one store shared by all threads, like the Gradio app
+    # One store shared by all threads, like the Gradio app. SQLite's busy handler is not a fair queue: on a
+    # CPU shared with other jobs one writer can wait past the 10 s default, which is the clear-error path
+    # (tested elsewhere), not what this test is about, so the wait is generous here.
+    store = LabelStore(path, busy_timeout_ms=120_000)
     labels = ["entailment", "neutral", "contradiction"]
     errors, barrier = [], threading.Barrier(8)
     rounds = 6
