@@ -213,14 +213,14 @@ def configured_model() -> str:
 def load_offline_judge(**kw) -> NLIJudge:
     """The project's own offline judge (`labeling.offline_judge`), or NLIError when it is not installed."""
     try:
-        from labeling.offline_judge import OFFLINE_JUDGE_ID, build_offline_judge
+        from labeling.offline_judge import build_offline_judge
     except ImportError as e:
         raise NLIError("no offline judge is installed (labeling.offline_judge is missing)") from e
     try:
         model, tok = build_offline_judge()
     except (FileNotFoundError, ImportError, OSError) as e:
         raise NLIError(f"the offline judge is not available: {e}") from e
-    return NLIJudge(model, tok, model_id=OFFLINE_JUDGE_ID, **kw)
+    return NLIJudge(model, tok, model_id=model.name_or_path, **kw)
 
 
 def load_judge(model: str | None = None, *, fallback: bool = True, **kw) -> tuple[NLIJudge | None, str]:

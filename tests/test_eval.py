@@ -12,8 +12,8 @@ from convfill.errors import ConfigError, ConvFillError, ReasonerError
 from convfill.events import ChunkArrived, ErrorEvent, TurnEnded
 from convfill.eval import cli
 from convfill.eval.direct import reasoner_turn
-from convfill.eval.entail import (LABELS, _load_judge, entail_table, normalize_label, phrase_pairs, run_entail,
-                                  transformers_judge)
+from convfill.eval.entail import (LABELS, _as_judge, build_judge, entail_table, normalize_label, phrase_pairs,
+                                  run_entail)
 from convfill.eval.normalize import answer_variants, match_answers, normalize_answer, spelled_numbers
 from convfill.eval.qa import arun_qa, load_items, oracle_knowledge, sample_items
 from convfill.eval.report import write_qa_report
@@ -185,20 +185,18 @@ async def test_ttft_table_per_profile(tmp_path):
 # ----------------------------------------------------------------------------------- entailment
 @pytest.fixture(scope="module")
 def tiny_nli_dir(tmp_path_factory):
-    """A real BERT sequence classifier (random weights, 2 layers) + a real WordPiece tokenizer, on disk."""
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+    """A real BERT sequence classifier (random weights) + a real WordPiece tokenizer, on disk; its labels
+    are in an order of their own, so the table must map them through `id2label`."""
+    from tiny_nli import build_tiny_nli
 
-    words = sorted({w for line in TINY.read_text().splitlines() for w in json.dumps(json.loads(line)).lower()
-                    .replace('"', " ").replace(",", " ").split()} | {"the", "answer", "is", "let", "me"})
-    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])}
-    d = tmp_path_factory.mktemp("tiny_nli")
-    BertTokenizer(vocab=vocab).save_pretrained(d)
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=256, num_labels=3,
-                     id2label={0: "CONTRADICTION", 1: "ENTAILMENT", 2: "NEUTRAL"},
-                     label2id={"CONTRADICTION": 0, "ENTAILMENT": 1, "NEUTRAL": 2})
-    BertForSequenceClassification(cfg).save_pretrained(d)
-    return d
+    return build_tiny_nli(tmp_path_factory.mktemp("nli") / "tiny",
+                          id2label={0: "CONTRADICTION", 1: "ENTAILMENT", 2: "NEUTRAL"})
+
+
+def _tiny_judge(path):
+    from labeling.nli import NLIJudge
+
+    return _as_judge(NLIJudge(str(path), batch_size=4))
 
 
 async def test_phrase_pairs_follow_the_paper_premises():
@@ -218,7 +216,7 @@ async def test_entail_table_with_a_real_tiny_bert_judge(tmp_path, tiny_nli_dir):
     clock = FakeClock()
     run = await arun_qa(load_items(TINY), "convfill", scripted(clock), OracleReasoner(first_chunk_s=0.5, clock=clock),
                         clock=clock, out_dir=tmp_path, progress=False)
-    judge = transformers_judge(tiny_nli_dir, batch_size=4, progress=False)
+    judge = _tiny_judge(tiny_nli_dir)
     s = run_entail([r.events for r in run.records], judge, tmp_path)
     t = s["table"]
     assert set(t) == {"knowledge", "filler", "all"}
@@ -250,14 +248,10 @@ def test_entail_table_counts_and_labels():
         entail_table(pairs, ["E"] * 3)
 
 
-def test_default_judge_missing_gives_a_clear_error():
-    try:
-        import labeling.nli  # noqa: F401
-        pytest.skip("labeling.nli exists: the default judge is the labeling package's")
-    except ImportError:
-        pass
-    with pytest.raises(ConfigError, match="--judge-model"):
-        _load_judge(None)
+def test_a_named_judge_that_cannot_load_is_an_error_not_a_silent_fallback(tmp_path):
+    # The workbench falls back to the offline judge; a table that names its judge must not.
+    with pytest.raises(ConfigError, match="No NLI judge.*nope"):
+        build_judge(str(tmp_path / "nope"))
 
 
 # -------------------------------------------------------------------------------------------- CLI
@@ -274,15 +268,13 @@ def test_cli_entail_from_records_with_a_local_judge_model(tmp_path, capsys, tiny
     asyncio.run(arun_qa(load_items(TINY)[:3], "convfill", scripted(clock),
                         OracleReasoner(first_chunk_s=0.5, clock=clock), clock=clock, out_dir=tmp_path,
                         progress=False))
-    try:
-        import labeling.nli  # noqa: F401
-        pytest.skip("labeling.nli exists: --judge-model goes to the labeling package's loader")
-    except ImportError:
-        pass
     rc = cli.main(["entail", "--records", str(tmp_path / "qa_convfill-oracle-0.5s.jsonl"), "--judge-model",
                    str(tiny_nli_dir), "--out", str(tmp_path / "e"), "--json", "--no-progress"])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["n_phrases"] == 6 and out["table"]["all"]["n"] == 6
+    # the table says which judge made it: the named one, not a fallback
+    assert out["judge_model"] == str(Path(tiny_nli_dir).resolve())
+    assert f"judge: `{out['judge_model']}`" in (tmp_path / "e" / "entail.md").read_text()
 
 
 @pytest.mark.model
@@ -307,13 +299,11 @@ def test_cli_qa_real_gguf_talker_with_oracle_end_to_end(tmp_path, capsys):
 def test_judge_objects_with_predict_and_label_verdicts_are_accepted(tiny_nli_dir):
     from dataclasses import dataclass
 
-    from convfill.eval.entail import _as_judge
-
     @dataclass
     class Verdict:  # the shape of labeling.nli's Suggestion
         label: str
 
-    inner = transformers_judge(tiny_nli_dir, progress=False)
+    inner = _tiny_judge(tiny_nli_dir)
 
     class ObjectJudge:
         def predict(self, premises, hypotheses):

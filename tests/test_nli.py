@@ -107,9 +107,9 @@ def test_load_judge_offline_without_model_says_why(monkeypatch):
     if judge is None:  # no offline judge in this checkout
         assert "No NLI model could be loaded" in msg and "label every phrase by hand" in msg
     else:  # the project's offline judge took over, and says so
-        from labeling.offline_judge import OFFLINE_JUDGE_ID
+        from labeling.offline_judge import judge_id
 
-        assert judge.model_id == OFFLINE_JUDGE_ID and "offline fallback" in msg
+        assert judge.model_id == judge_id() and "offline fallback" in msg and judge_id() in msg
 
 
 def test_load_judge_uses_the_configured_model(monkeypatch, tiny_dir):

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from labeling import offline_judge
-from labeling.offline_judge import OFFLINE_JUDGE_ID, build_offline_judge, predict
+from labeling.offline_judge import OFFLINE_JUDGE_ID, build_offline_judge, judge_id, predict
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def test_label_names_come_from_config(judge):
     model, _ = judge
     names = {model.config.id2label[i] for i in range(model.config.num_labels)}
     assert names == {"entailment", "neutral", "contradiction"}
-    assert model.config.name_or_path == OFFLINE_JUDGE_ID
+    assert model.config.name_or_path == judge_id() and judge_id().startswith(OFFLINE_JUDGE_ID + "@")
     assert not model.training
 
 
@@ -140,6 +140,8 @@ def test_training_script_reduces_loss_and_exports_a_loadable_delta(tmp_path):
     assert manifest["tensors_unchanged"] >= 1  # frozen word embeddings are not shipped
     assert manifest["calibration"]["offsets"] == cal["offsets"] and manifest["training"]["steps"] == 12
     model, tok = build_offline_judge(art)
+    # a different artifact is a different judge version in every stored suggestion
+    assert model.name_or_path == judge_id(art) != judge_id()
     ref, _ = train_nli.load_for_eval(str(out / "cal"))
     rows = _tiny_nli(12, seed=9)
     got = predict(model, tok, [r["premise"] for r in rows], [r["hypothesis"] for r in rows])

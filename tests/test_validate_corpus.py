@@ -228,17 +228,18 @@ def test_cli_exit_codes_json_and_split(tmp_path, capsys):
     assert "[digits]" in text and "1 errors" in text
 
 
-def test_nli_flag_without_judge_skips_with_message(tmp_path, capsys):
+def test_nli_flag_runs_the_workbench_judge_and_names_it(tmp_path, capsys, monkeypatch):
+    from tiny_nli import build_tiny_nli
+
     f = tmp_path / "c.jsonl"
     f.write_text(json.dumps(good_conv()) + "\n")
-    try:
-        import labeling.nli  # noqa: F401
-        pytest.skip("an NLI judge is installed; the skip path is not reachable")
-    except ImportError:
-        pass
-    assert main([str(f), "--nli"]) == 0
-    captured = capsys.readouterr()
-    assert "NLI check skipped" in captured.err
+    # A real (tiny) classifier that calls everything a contradiction, chosen the way the workbench chooses.
+    model = build_tiny_nli(tmp_path / "contra", bias_to="contradiction")
+    monkeypatch.setenv("CONVFILL_NLI_MODEL", str(model))
+    assert main([str(f), "--nli"]) == 1
+    out = capsys.readouterr().out
+    assert "[nli_contradiction]" in out and str(model.name) in out
+    assert main([str(f)]) == 0  # without --nli the same file passes
 
 
 def test_nli_contradiction_is_an_error():
@@ -306,38 +307,3 @@ def test_hedged_filler_is_not_a_preview():
 def test_broken_conversation_is_not_counted_or_split():
     rep = validate_objects([good_conv(), {"conversation": [{"user": "hi", "thoughts": ["<sil>"]}]}])
     assert rep.stats.conversations == 1 and "structure" in codes(rep)
-
-
-@pytest.mark.parametrize("shape", ["predict", "judge", "callable"])
-def test_nli_adapter_accepts_common_judge_shapes(shape, monkeypatch, tmp_path, capsys):
-    """`--nli` uses labeling.nli.load_judge when a judge module exists; its API is not fixed yet, so the
-    adapter accepts a batch `predict`, a `judge(premise, hypothesis)` method, or a plain callable."""
-    import types
-
-    from training.validate_corpus import load_nli
-
-    def label(premise, hypothesis):
-        return "contradiction" if "twenty" in hypothesis else "entailment"
-
-    class Judge:
-        pass
-
-    judge = Judge()
-    if shape == "predict":
-        judge.predict = lambda pairs: [{"label": label(*pairs[0]), "score": 0.9}]
-    elif shape == "judge":
-        judge.judge = lambda p, h: types.SimpleNamespace(label=label(p, h).upper())
-    else:
-        judge = label
-    mod = types.ModuleType("labeling.nli")
-    mod.load_judge = lambda: judge
-    monkeypatch.setitem(sys.modules, "labeling.nli", mod)
-
-    fn, note = load_nli()
-    assert fn is not None and "NLI check on" in note
-    c = good_conv()
-    c["conversation"][0]["response"][1] = "About twenty minutes gives you a soft, jammy yolk."
-    f = tmp_path / "c.jsonl"
-    f.write_text(json.dumps(c) + "\n")
-    assert main([str(f), "--nli"]) == 1
-    assert "[nli_contradiction]" in capsys.readouterr().out

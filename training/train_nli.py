@@ -353,7 +353,7 @@ def run_eval(args) -> dict:
     t1, c1 = time.time(), time.process_time()
     r = evaluate(model, enc, batch_size=args.batch_size)
     dt, cpu = time.time() - t1, time.process_time() - c1
-    r.update(model=args.checkpoint or "convfill/minilm-nli-offline", data=str(args.data),
+    r.update(model=args.checkpoint or model.name_or_path, data=str(args.data),
              load_s=round(load_s, 2), ms_per_pair=round(1000 * dt / max(1, len(enc)), 2),
              # CPU time of all threads: on a machine shared with other jobs, wall time overstates the cost.
              cpu_ms_per_pair=round(1000 * cpu / max(1, len(enc)), 2), batch_size=args.batch_size,

@@ -587,34 +587,17 @@ def write_split(conversations: list[dict[str, Any]], out_dir: str | Path, seed: 
 
 
 def load_nli() -> tuple[Callable[[str, str], str] | None, str]:
-    """The project's NLI judge as `fn(premise, hypothesis) -> label`, or (None, why) when unavailable."""
-    try:
-        from labeling.nli import load_judge  # type: ignore[import-not-found]
-    except ImportError as e:
-        return None, f"NLI check skipped: labeling.nli.load_judge is not importable ({e})"
-    try:
-        judge = load_judge()
-    except Exception as e:  # a missing model file must not break validation
-        return None, f"NLI check skipped: load_judge() failed: {type(e).__name__}: {e}"
+    """The labeling workbench's NLI judge as `fn(premise, hypothesis) -> label`, or (None, why not).
 
-    def label_of(out: Any) -> str:
-        if isinstance(out, list) and out:
-            out = out[0]
-        if isinstance(out, dict):
-            out = out.get("label", "")
-        out = getattr(out, "label", out)
-        return str(out).lower()
+    Same choice as the workbench: `CONVFILL_NLI_MODEL` or the paper's DeBERTa-v3 MNLI, else the shipped
+    offline judge. The message names the model that judges.
+    """
+    from labeling.nli import load_judge
 
-    for name in ("judge", "predict_one", "label", "classify"):
-        fn = getattr(judge, name, None)
-        if callable(fn):
-            return (lambda p, h, fn=fn: label_of(fn(p, h))), f"NLI check on (judge.{name})"
-    fn = getattr(judge, "predict", None)
-    if callable(fn):
-        return (lambda p, h: label_of(fn([(p, h)]))), "NLI check on (judge.predict)"
-    if callable(judge):
-        return (lambda p, h: label_of(judge(p, h))), "NLI check on (judge())"
-    return None, "NLI check skipped: the judge from load_judge() has no known predict method"
+    judge, message = load_judge()
+    if judge is None:
+        return None, f"NLI check skipped: {message}"
+    return (lambda premise, hypothesis: judge.predict([premise], [hypothesis])[0].label), message
 
 
 # ------------------------------------------------------------------------------------------------- CLI

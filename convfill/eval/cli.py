@@ -59,9 +59,9 @@ def cmd_ttft(args) -> dict:
 
 
 def cmd_entail(args) -> dict:
-    from .entail import _load_judge, load_turns, run_entail
+    from .entail import build_judge, load_turns, run_entail
 
-    judge = _load_judge(args.judge_model, args.progress)  # fail before spending minutes on turns
+    judge, judge_name = build_judge(args.judge_model)  # fail before spending minutes on turns
     if args.records:
         turns = load_turns(args.records)
     else:
@@ -69,8 +69,7 @@ def cmd_entail(args) -> dict:
                                   from_arguments(EngineConfig, args), out_dir=args.out,
                                   label=args.label or "entail", progress=args.progress))
         turns = [r.events for r in run.records]
-    summary = run_entail(turns, judge, args.out)
-    summary["judge_model"] = args.judge_model or "labeling.nli default"
+    summary = run_entail(turns, judge, args.out, judge_name=judge_name)
     return summary if args.json else {"_text": Path(summary["markdown"]).read_text(encoding="utf-8")}
 
 
@@ -95,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--records", nargs="+", type=Path, default=None,
                    help="per-item JSONL from `qa` runs to judge (default: run --n convfill turns first)")
     e.add_argument("--judge-model", default=None,
-                   help="NLI model dir or hub id (default: the labeling package's judge)")
+                   help="NLI model dir or hub id, used exactly (default: the labeling workbench's: "
+                        "CONVFILL_NLI_MODEL or the paper's DeBERTa-v3 MNLI, else the shipped offline judge)")
     e.add_argument("--label", default=None, help="run name of the turns it runs (default: entail)")
     _common(e)
     e.set_defaults(func=cmd_entail)

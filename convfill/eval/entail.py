@@ -7,9 +7,9 @@ Each phrase of a turn becomes one NLI pair, as the paper and the labeling workbe
 * hypothesis = the phrase. Fixed error phrases (source "error") are not model output and are skipped.
 
 A judge is any callable `judge(premises, hypotheses) -> labels` with labels entailment / neutral /
-contradiction (case and common abbreviations are accepted). The default judge is the labeling package's
-(`labeling.nli.load_judge`); `transformers_judge` loads any local or hub sequence-classification NLI model
-directly, reading label names from its `id2label`.
+contradiction (case and common abbreviations are accepted). `build_judge` gives the labeling package's
+(`labeling.nli`): a named model exactly, or the configured one with the offline judge as fallback, so the
+table and the workbench label with the same code.
 """
 
 from __future__ import annotations
@@ -96,37 +96,6 @@ def entail_table(pairs: Sequence[PhrasePair], labels: Sequence[str]) -> dict[str
     return table
 
 
-def transformers_judge(model: str | Path, batch_size: int = 32, device: str = "cpu",
-                       progress: bool = True) -> Judge:
-    """A judge from any sequence-classification NLI checkpoint (local dir or hub id; offline needs local).
-
-    Labels are read from `config.id2label`, never assumed to be in a fixed order.
-    """
-    import torch
-    from tqdm import tqdm
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    try:
-        tok = AutoTokenizer.from_pretrained(str(model))
-        net = AutoModelForSequenceClassification.from_pretrained(str(model)).to(device).eval()
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"could not load NLI model {model}: {e}") from e
-    id2label = {int(k): normalize_label(v) for k, v in net.config.id2label.items()}
-
-    def judge(premises: list[str], hypotheses: list[str]) -> list[str]:
-        out: list[str] = []
-        starts = range(0, len(premises), batch_size)
-        for i in tqdm(starts, desc="NLI", unit="batch", disable=not progress or len(starts) < 2):
-            enc = tok(premises[i:i + batch_size], hypotheses[i:i + batch_size], truncation=True,
-                      padding=True, max_length=256, return_tensors="pt").to(device)
-            with torch.inference_mode():
-                logits = net(**enc).logits
-            out += [id2label[int(k)] for k in logits.argmax(-1).tolist()]
-        return out
-
-    return judge
-
-
 def _as_judge(obj) -> Judge:
     """A judge callable from a plain callable or an object with `predict(premises, hypotheses)`.
 
@@ -143,27 +112,19 @@ def _as_judge(obj) -> Judge:
     return judge
 
 
-def _load_judge(model: str | None, progress: bool = True) -> Judge:
-    """The default NLI judge: the labeling package's; a named local/hub model directly when that is absent.
+def build_judge(model: str | None = None) -> tuple[Judge, str]:
+    """(judge, the id of the model it runs) from `labeling.nli`.
 
-    `labeling.nli.load_judge(model)` may return the judge or `(judge | None, message)`; None means no
-    model could be loaded, and its message becomes the error.
+    A named `model` (local dir or hub id) is loaded exactly or fails with its reason: a table must never
+    say one judge made it while another did. Without one, the configured judge is used, falling back to the
+    shipped offline judge, as in the labeling workbench.
     """
-    try:
-        from labeling.nli import load_judge
-    except ImportError:
-        load_judge = None
-    if load_judge is not None:
-        got = load_judge(model) if model else load_judge()
-        obj, message = got if isinstance(got, tuple) else (got, "")
-        if obj is None:
-            raise ConfigError(f"No NLI judge: {message or 'labeling.nli.load_judge returned none'}")
-        return _as_judge(obj)
-    if model:
-        return transformers_judge(model, progress=progress)
-    raise ConfigError("The entailment table needs an NLI judge: this checkout has no labeling.nli.load_judge. "
-                      "Pass --judge-model DIR (any sequence-classification NLI model, e.g. a local copy of "
-                      "MoritzLaurer/DeBERTa-v3-base-mnli) or install the labeling package's judge.")
+    from labeling.nli import load_judge
+
+    obj, message = load_judge(model, fallback=model is None)
+    if obj is None:
+        raise ConfigError(f"No NLI judge: {message}")
+    return _as_judge(obj), getattr(obj, "model_id", None) or model or message
 
 
 def load_turns(paths: Iterable[str | Path]) -> list[list[Event]]:
@@ -180,14 +141,14 @@ def load_turns(paths: Iterable[str | Path]) -> list[list[Event]]:
 
 
 def run_entail(turns: Sequence[Sequence[Event]], judge: Judge, out_dir: str | Path | None = None,
-               title: str = "Entailment of Talker phrases") -> dict:
+               title: str = "Entailment of Talker phrases", judge_name: str | None = None) -> dict:
     """Judge every phrase of `turns`; with `out_dir`, write `entail.md`, `entail.png`, `entail_pairs.jsonl`."""
     pairs = [p for i, events in enumerate(turns) for p in phrase_pairs(events, i)]
     if not pairs:
         raise ConvFillError("no phrases to judge (the turns said nothing)")
     labels = list(judge([p.premise for p in pairs], [p.hypothesis for p in pairs]))
     table = entail_table(pairs, labels)
-    summary = {"n_turns": len(turns), "n_phrases": len(pairs), "table": table}
+    summary = {"n_turns": len(turns), "n_phrases": len(pairs), "table": table, "judge_model": judge_name}
     if out_dir:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -198,7 +159,8 @@ def run_entail(turns: Sequence[Sequence[Event]], judge: Judge, out_dir: str | Pa
                 for kind, r in table.items()]
         md = [f"# {title}\n",
               "Premise = knowledge chunk (fillers: the user utterance) + earlier phrases of the turn; "
-              "hypothesis = the phrase. Percent of phrases per NLI label.\n",
+              "hypothesis = the phrase. Percent of phrases per NLI label"
+              + (f"; judge: `{judge_name}`" if judge_name else "") + ".\n",
               markdown_table(("phrases", "n", "E %", "N %", "C %"), rows), "\n![E/N/C](entail.png)\n"]
         (out / "entail.md").write_text("\n".join(md), encoding="utf-8")
         shares = {k: {lab: v or 0.0 for lab, v in table[k].items() if lab in LABELS}
