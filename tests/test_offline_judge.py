@@ -50,7 +50,7 @@ def test_clear_pairs(judge):
 
 
 def test_held_out_convfill_pairs_are_judged_as_the_workbench_needs(judge):
-    """On conversations of `data/seed` it never trained on (the Talker evaluation's held-out split):
+    """On conversations of `data/seed` it never trained on (`training.nli_pairs` held-out split):
     spoken paraphrases of a chunk are entailed, fillers neutral, a changed number a contradiction. The
     MNLI-only judge (run 2) got 348 of 575 right, calling paraphrases with "not"/"few"/"without" contradictions."""
     from pathlib import Path

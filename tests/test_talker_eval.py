@@ -232,3 +232,16 @@ def test_real_gguf_prompted_base_on_three_turns():
     assert r["knowledge_retention"] > 0.2  # the prompted base does use the fact it is given
     assert r["ttft_ms"]["n"] == 9 and r["ttft_ms_p50"] > 0
     assert r["talker"]["style"] == "prompted"
+
+
+def test_loaded_conversations_keep_every_key_so_the_split_does_not_move(tmp_path):
+    from training.talker_eval import load_conversations
+    from training.validate_corpus import split
+
+    lines = [{"conversation": [{"user": f"q{i}", "thoughts": ["<sil>"], "response": ["Hm."]}], "domain": "d"}
+             for i in range(30)]
+    f = tmp_path / "c.jsonl"
+    f.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    got = load_conversations([f])
+    assert got == lines  # whole objects: the held-out split hashes them
+    assert split(got, 0) == split(lines, 0)

@@ -11,8 +11,10 @@ the workbench's own shape (premise rule: `labeling.nli.premise_for`):
 * a knowledge phrase with one number changed ("1813" -> "1816", "three" -> "five") -> **contradiction**,
   so the judge does not learn that a paraphrase-shaped pair is never a contradiction.
 
-`--heldout` writes the pairs of the held-out split instead (`training.validate_corpus.split`, the split the
-Talker evaluation uses), for measuring the judge on conversations it never saw.
+`--heldout` writes the pairs of the held-out 10% instead (`training.validate_corpus.split`, seed 0), for
+measuring the judge on conversations it never saw. The split hashes each conversation's turns only, not its
+`domain` tag, so it is not the Talker evaluation's split (which hashes the whole line); the shipped judge
+was trained on this one, and keeping it keeps its held-out pairs unseen.
 
     python -m training.nli_pairs data/seed/part_*.jsonl --out runs/nli_convfill_train.jsonl
     python -m training.nli_pairs data/seed/part_*.jsonl --heldout --out runs/nli_convfill_heldout.jsonl
@@ -79,6 +81,7 @@ def pairs_of(turns: list[dict], rng: random.Random) -> Iterator[dict]:
 
 def build(paths: Iterable[str | Path], heldout: bool = False, seed: int = 0) -> list[dict]:
     """All pairs of the train (or held-out) split of the conversations in `paths`."""
+    # Turns only (see the module docstring): the split the shipped judge was trained with.
     convs = [{"conversation": turns} for path in paths for _, turns in read_conversations(path)]
     if not convs:
         raise InputError("no conversations given")
@@ -92,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("files", nargs="+", help="ConvFill JSONL files (curated: their phrases are trusted)")
     ap.add_argument("--out", required=True, help="NLI JSONL to write {premise, hypothesis, label, source}")
     ap.add_argument("--heldout", action="store_true", help="write the held-out split's pairs instead")
-    ap.add_argument("--seed", type=int, default=0, help="split seed (0 = the Talker evaluation's split)")
+    ap.add_argument("--seed", type=int, default=0, help="split seed (0: the shipped judge's split)")
     ns = ap.parse_args(argv)
     try:
         pairs = build(ns.files, ns.heldout, ns.seed)

@@ -45,9 +45,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from convfill.conversations import is_sil
-from convfill.conversations import read as read_conversations
+from convfill.conversations import is_sil, validate
 from convfill.errors import ConfigError, ConvFillError
+from convfill.jsonl import read_jsonl
 from convfill.metrics import summarize
 from convfill.prompt import PhraseContext, sanitize
 
@@ -64,9 +64,16 @@ class EvalDataError(ConvFillError):
 
 # ------------------------------------------------------------------------------------------------ data
 def load_conversations(paths: Iterable[str | Path]) -> list[dict]:
-    """ConvFill conversations from JSONL files, checked by `convfill.conversations` (file:line on error)."""
-    out = [{"conversation": turns} for path in paths
-           for _, turns in read_conversations(path, EvalDataError, f"evaluation data not found: {path}")]
+    """ConvFill conversations from JSONL files, checked by `convfill.conversations` (file:line on error).
+
+    The objects are returned whole (a `domain` tag included): the held-out split hashes them, so dropping
+    a key would move conversations between train and held-out.
+    """
+    out = []
+    for path in paths:
+        for n, obj in read_jsonl(path, EvalDataError, f"evaluation data not found: {path}"):
+            validate(obj, f"{path}:{n}", EvalDataError)
+            out.append(obj)
     if not out:
         raise EvalDataError("no conversations in the evaluation data")
     return out
