@@ -61,10 +61,13 @@ def judge_id(path: str | os.PathLike | None = None) -> str:
     Why: suggestions keep the id of the model that made them, and a retrained judge ships under the same
     name; the hash tells labels of two versions apart (and is checkable against the file).
     """
+    return _versioned_id((artifact_dir(path) / DELTA_FILE).read_bytes())
+
+
+def _versioned_id(delta_bytes: bytes) -> str:
     import hashlib
 
-    digest = hashlib.sha256((artifact_dir(path) / DELTA_FILE).read_bytes()).hexdigest()[:8]
-    return f"{OFFLINE_JUDGE_ID}@{digest}"
+    return f"{OFFLINE_JUDGE_ID}@{hashlib.sha256(delta_bytes).hexdigest()[:8]}"
 
 
 def _check_artifact(d: Path) -> dict:
@@ -127,14 +130,15 @@ def build_offline_judge(path: str | os.PathLike | None = None):
         FileNotFoundError: the base package or the shipped artifact is missing.
     """
     import torch
-    from safetensors.torch import load_file
+    from safetensors.torch import load
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
     d = artifact_dir(path)
     _check_artifact(d)
     base_dir = base_model_dir()
     config = BertConfig.from_pretrained(str(d))
-    state = apply_delta(load_base_state_dict(), load_file(str(d / DELTA_FILE)))
+    delta = (d / DELTA_FILE).read_bytes()  # read once: it is both the weights and the version
+    state = apply_delta(load_base_state_dict(), load(delta))
     with torch.device("meta"):  # skip random init: every weight comes from base + delta
         model = BertForSequenceClassification(config)
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
@@ -147,7 +151,7 @@ def build_offline_judge(path: str | os.PathLike | None = None):
     emb.register_buffer("position_ids", torch.arange(n).unsqueeze(0), persistent=False)
     if hasattr(emb, "token_type_ids"):
         emb.register_buffer("token_type_ids", torch.zeros(1, n, dtype=torch.long), persistent=False)
-    model.config.name_or_path = model.name_or_path = judge_id(d)
+    model.config.name_or_path = model.name_or_path = _versioned_id(delta)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
     return model, tokenizer

@@ -124,7 +124,7 @@ def build_judge(model: str | None = None) -> tuple[Judge, str]:
     obj, message = load_judge(model, fallback=model is None)
     if obj is None:
         raise ConfigError(f"No NLI judge: {message}")
-    return _as_judge(obj), getattr(obj, "model_id", None) or model or message
+    return _as_judge(obj), obj.model_id
 
 
 def load_turns(paths: Iterable[str | Path]) -> list[list[Event]]:
