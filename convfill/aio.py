@@ -19,7 +19,12 @@ _DONE = object()
 
 
 async def iterate_in_thread(make_iter: Callable[[threading.Event], Iterator[T]]) -> AsyncIterator[T]:
-    """Yield the items of `make_iter(stop)` produced on a daemon thread; set `stop` when we stop early."""
+    """Yield the items of `make_iter(stop)` produced on a worker thread; set `stop` when we stop early.
+
+    The worker is not a daemon: at interpreter exit Python joins it (it drops out within one token once
+    `stop` is set) before freeing modules. A daemon thread would still be inside llama.cpp's decode while
+    the model is freed under it, a segfault at exit after a turn cut off mid-phrase.
+    """
     loop = asyncio.get_running_loop()
     q: asyncio.Queue = asyncio.Queue()
     stop = threading.Event()
@@ -38,7 +43,7 @@ async def iterate_in_thread(make_iter: Callable[[threading.Event], Iterator[T]])
             except RuntimeError:  # loop already closed: nobody is listening any more
                 pass
 
-    threading.Thread(target=worker, daemon=True, name="convfill-gen").start()
+    threading.Thread(target=worker, daemon=False, name="convfill-gen").start()
     try:
         while True:
             item = await q.get()

@@ -68,6 +68,10 @@ async def _measure(talker, utterance: str, max_tokens: int) -> tuple[float, int,
     return (first - t0) * 1000.0, n, end - first
 
 
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 1)
+
+
 def run_bench(talker, rounds: int = 1, max_tokens: int = 48) -> dict:
     """TTFT percentiles and decode tokens/s for the first phrase of each utterance."""
 
@@ -91,9 +95,9 @@ def run_bench(talker, rounds: int = 1, max_tokens: int = 48) -> dict:
         "n": len(results),
         "utterance_words_min": min(word_counts),
         "utterance_words_max": max(word_counts),
-        "talker_ttft_ms_p50": round(percentile(ttfts, 50), 1),
-        "talker_ttft_ms_p95": round(percentile(ttfts, 95), 1),
-        "talker_ttft_ms_max": round(max(ttfts), 1),
+        "talker_ttft_ms_p50": _round(percentile(ttfts, 50)),
+        "talker_ttft_ms_p95": _round(percentile(ttfts, 95)),
+        "talker_ttft_ms_max": _round(max(ttfts, default=None)),
         "talker_decode_tok_s": round(tokens / decode_s, 1) if decode_s else None,
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),

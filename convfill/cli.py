@@ -39,10 +39,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                         "local: a simulated network delay)")
     g.add_argument("--reasoner-gap", type=float, default=0.3, help="oracle: seconds between chunks")
     g.add_argument("--model", default=None, help="Reasoner model name (cloud/server Reasoners)")
-    g.add_argument("--base-url", default=None, help="OpenAI-compatible server URL (reasoner openai)")
+    g.add_argument("--base-url", default=None,
+                   help="a custom endpoint for the Reasoner (an OpenAI-compatible server, a proxy); it never "
+                        "receives the provider's environment key, only the one named by --api-key-env")
     g.add_argument("--api-key-env", default=None,
-                   help="environment variable holding the key for --base-url (reasoner openai); the key "
-                        "itself is never a flag, so it stays out of shell history")
+                   help="environment variable holding the key for --base-url; the key itself is never a "
+                        "flag, so it stays out of shell history")
     add_arguments(p.add_argument_group("Engine"), EngineConfig)
 
 
@@ -54,23 +56,20 @@ def build_talker(args):
                       temperature=args.temperature, **opts)
 
 
-def build_reasoner(args):
-    from .reasoners import get_reasoner
+def reasoner_spec(args, direct: bool = False):
+    """The `ReasonerSpec` of the Reasoner flags (`--knowledge` alone implies the oracle)."""
+    from .reasoners import ReasonerSpec
 
-    name = args.reasoner
-    if args.knowledge and name == "local":
-        name = "oracle"  # --knowledge implies the oracle
-    opts: dict = {}
-    if name == "oracle":
-        opts = {"knowledge": args.knowledge, "gap_s": args.reasoner_gap}
-        if args.reasoner_delay is not None:
-            opts["first_chunk_s"] = args.reasoner_delay
-    elif name == "local":
-        opts = {"delay_s": args.reasoner_delay or 0.0}
-    else:
-        opts = {k: v for k, v in (("model", args.model), ("base_url", args.base_url),
-                                  ("api_key_env", args.api_key_env)) if v}
-    return get_reasoner(name, **opts)
+    name = "oracle" if args.knowledge and args.reasoner == "local" else args.reasoner
+    return ReasonerSpec(name=name, model=args.model or "", base_url=args.base_url or "",
+                        api_key_env=args.api_key_env or "", knowledge=args.knowledge or "",
+                        delay_s=args.reasoner_delay, gap_s=args.reasoner_gap, direct=direct)
+
+
+def build_reasoner(args):
+    from .reasoners import build_reasoner as build
+
+    return build(reasoner_spec(args))
 
 
 def _print_event(ev: Event, as_json: bool, deltas: bool) -> None:
@@ -173,6 +172,14 @@ def cmd_reasoners(args) -> None:
             print(f"{r['name']:10s} {'usable' if r['usable'] else 'unavailable':12s} {r['detail']}")
 
 
+def cmd_doctor(args) -> int:
+    from .doctor import as_dicts, exit_code, render, run_checks
+
+    rows = run_checks()
+    print(json.dumps(as_dicts(rows)) if args.json else render(rows))
+    return exit_code(rows)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m convfill", description="Conversational infill: a fast local "
                                 "Talker speaks while a Reasoner streams knowledge.")
@@ -192,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--rounds", type=int, default=2, help="passes over the utterance set")
     _add_model_args(b)
     b.set_defaults(func=cmd_bench)
+    d = sub.add_parser("doctor", help="what this machine can do: one row per part, OK / WARN / FAIL with the fix")
+    d.add_argument("--json", action="store_true", help="print a JSON list of rows")
+    d.set_defaults(func=cmd_doctor)
     r = sub.add_parser("reasoners", help="list Reasoners and whether each is usable here")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_reasoners)
@@ -209,7 +219,7 @@ def run_command(fn, args, catch: tuple[type[BaseException], ...] = (ConvFillErro
     """The edge shared by every `python -m` CLI of the project: `catch`-ed errors print one line and exit
     1 (CONVFILL_DEBUG=1 re-raises them with the traceback); Ctrl-C exits 130."""
     try:
-        fn(args)
+        code = fn(args)
     except catch as e:
         if os.environ.get("CONVFILL_DEBUG"):
             raise
@@ -217,7 +227,7 @@ def run_command(fn, args, catch: tuple[type[BaseException], ...] = (ConvFillErro
         return 1
     except KeyboardInterrupt:
         return 130
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def main(argv: list[str] | None = None) -> int:

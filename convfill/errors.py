@@ -46,12 +46,14 @@ class ReasonerError(ConvFillError):
 class MissingKeyError(ReasonerError):
     """No API key: the message names the environment variable to set, never a key."""
 
-    def __init__(self, provider: str, env_vars: tuple[str, ...]):
+    def __init__(self, provider: str, env_vars: tuple[str, ...], custom_endpoint: bool = False):
         names = " or ".join(env_vars)
-        super().__init__(
-            f"No API key for {provider}. Set {names} in the environment (or paste a key in the app).",
-            category="missing_key",
-        )
+        if custom_endpoint:
+            msg = (f"No API key for {provider} at a custom Base URL: enter a key for that server. {names} is "
+                   f"only ever sent to {provider}'s own endpoint.")
+        else:
+            msg = f"No API key for {provider}. Set {names} in the environment (or paste a key in the app)."
+        super().__init__(msg, category="missing_key")
         self.provider, self.env_vars = provider, env_vars
 
 

@@ -28,6 +28,7 @@ from convfill.errors import ConvFillError
 from convfill.events import (ChunkArrived, Event, FirstToken, PhraseDelta, PhraseEnded, PhraseStarted,
                              TurnEnded, TurnStarted)
 from convfill.metrics import turn_metrics
+from convfill.paths import journal_mode
 
 from .migrations import migrate
 from .nli import NLIPair, Suggestion, normalize_label, premise_for
@@ -127,7 +128,7 @@ class LabelStore:
         if db is None:
             conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout_ms / 1000)
             conn.execute(f"pragma busy_timeout = {int(self.busy_timeout_ms)}")
-            conn.execute("pragma journal_mode = wal")
+            conn.execute(f"pragma journal_mode = {journal_mode(self.path)}")
             conn.execute("pragma foreign_keys = on")
             db = self._local.db = sqlite_utils.Database(conn)
         return db

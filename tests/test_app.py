@@ -366,8 +366,10 @@ def test_app_py_is_thin_and_does_not_launch(monkeypatch):
 
 @pytest.mark.model
 def test_local_reasoner_is_loaded_once_and_copied_per_session():
+    from convfill.reasoners import ReasonerSpec
+
     pool = ModelPool()
-    a = pool.local_reasoner(None, 0.5)
-    b = pool.local_reasoner(None, 2.0)
+    a = pool.local_reasoner(ReasonerSpec("local", delay_s=0.5))
+    b = pool.local_reasoner(ReasonerSpec("local", delay_s=2.0))
     assert a is not b and a.llm is b.llm and a._lock is b._lock  # one model, one generation at a time
     assert (a.delay_s, b.delay_s) == (0.5, 2.0) and a.describe()["delay_s"] == 0.5

@@ -174,3 +174,59 @@ def test_closing_the_tab_mid_turn_stops_and_keeps_the_turn(app_url, page):
     assert reason == "cancelled", f"turn after the tab closed: {reason!r}"
     phrases = [r[0] for r in store.db.execute("select text from phrases order by phrase_index")]
     assert phrases and phrases[0], "the phrases said before the tab closed were lost"
+
+
+def _launch(run_history=None):
+    from convfill.ui import AppConfig, build_app
+
+    demo = build_app(AppConfig.from_env(preload_talker=True))
+    demo.queue(default_concurrency_limit=None)
+    kw = {} if run_history is None else {"run_history": run_history}
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True, **kw)
+    return demo, url
+
+
+def _turn_with_typed_key(page, url: str, server_url: str, key: str) -> dict:
+    """A visitor picks the OpenAI Reasoner, types a Base URL and a key, and chats; returns browser storage."""
+    page.goto(url)
+    page.wait_for_selector("#cf-send")
+    page.locator("#cf-reasoner input").click()
+    page.get_by_role("option", name="openai").click()
+    page.fill("#cf-base-url textarea", server_url)
+    page.fill("#cf-api-key input", key)
+    page.get_by_text("Engine settings").click()
+    page.fill("#cf-max_phrase_tokens input", "12")
+    page.fill("#cf-turn_timeout_s input", "600")
+    _send(page, "Who wrote Pride and Prejudice?")
+    page.wait_for_selector('#cf-timeline svg .cf-turn-end[data-reason="done"]', timeout=120_000)
+    time.sleep(0.5)  # let the client finish whatever it writes after the last event
+    return page.evaluate("""() => ({
+        local: Object.keys(localStorage).map(k => k + "=" + localStorage.getItem(k)).join("\\n"),
+        session: Object.keys(sessionStorage).map(k => k + "=" + sessionStorage.getItem(k)).join("\\n"),
+        cookies: document.cookie })""")
+
+
+def test_a_typed_api_key_never_reaches_browser_storage(page):
+    """Gradio's run history copies every input into localStorage; the app turns it off. The control run
+    with run history on shows the test would catch the key there."""
+    from provider_wire import ProviderServer
+
+    key = "sk-typed-in-the-browser-Secret0042"
+    with ProviderServer("openai") as srv:
+        demo, url = _launch()
+        try:
+            storage = _turn_with_typed_key(page, url, srv.url, key)
+        finally:
+            demo.close()
+        assert srv.requests and srv.requests[0].headers.get("authorization") == f"Bearer {key}"  # it was used
+        assert key not in json.dumps(storage), storage
+        stored = demo.convfill_store.path.parent.glob(demo.convfill_store.path.name + "*")
+        assert key.encode() not in b"".join(p.read_bytes() for p in stored)
+
+        control, control_url = _launch(run_history=True)
+        try:
+            page.context.clear_cookies()
+            leaked = _turn_with_typed_key(page, control_url, srv.url, key)
+        finally:
+            control.close()
+    assert key in leaked["local"], "control: with Gradio's run history on, the key lands in localStorage"

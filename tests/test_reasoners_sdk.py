@@ -32,6 +32,8 @@ PROVIDERS = ("openai", "anthropic", "gemini")
 KEYS = {"openai": "sk-test-Sup3rSecretKeyValue0042", "anthropic": "sk-ant-test-Sup3rSecretKeyValue0042",
         "gemini": "AIzaTestSup3rSecretKeyValue0042"}
 QUESTION = "Who wrote Pride and Prejudice?"
+BASE_ENV = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL", "gemini": "GOOGLE_GEMINI_BASE_URL"}
+KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "gemini": "GEMINI_API_KEY"}
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -318,11 +320,9 @@ async def test_key_from_environment(provider, env, monkeypatch):
     key = KEYS[provider]
     monkeypatch.setenv(env, key)
     with ProviderServer(provider) as srv:
-        if provider == "openai":  # the SDK's own pairing: OPENAI_BASE_URL goes with OPENAI_API_KEY
-            monkeypatch.setenv("OPENAI_BASE_URL", srv.url)
-            r = get_reasoner(provider, max_retries=0)
-        else:
-            r = get_reasoner(provider, base_url=srv.url, max_retries=0)
+        # the operator's endpoint, in the SDK's own variable, pairs with the environment key
+        monkeypatch.setenv(BASE_ENV[provider], srv.url)
+        r = get_reasoner(provider, max_retries=0)
         _ = [d async for d in r.stream(ReasonerRequest(QUESTION))]
         await r.aclose()
         assert key_sent(srv.requests[0]) == key
@@ -336,7 +336,8 @@ async def test_gemini_key_precedence(monkeypatch):
     monkeypatch.setenv("GOOGLE_API_KEY", "AIzaGoogleKey000000000")
     monkeypatch.setenv("GEMINI_API_KEY", "AIzaGeminiKey000000000")
     with ProviderServer("gemini") as srv:
-        r = get_reasoner("gemini", base_url=srv.url, max_retries=0)
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", srv.url)
+        r = get_reasoner("gemini", max_retries=0)
         _ = [d async for d in r.stream(ReasonerRequest(QUESTION))]
         await r.aclose()
     assert key_sent(srv.requests[0]) == "AIzaGeminiKey000000000"
@@ -355,6 +356,40 @@ async def test_compatible_server_needs_no_key_and_never_gets_the_openai_key(monk
         assert key_sent(srv.requests[1]) == "local-secret-123456"
     with pytest.raises(MissingKeyError, match="NOT_SET_KEY"):
         get_reasoner("openai", base_url=srv.url, api_key_env="NOT_SET_KEY")
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_custom_host_never_sees_the_environment_key(provider, monkeypatch):
+    """One rule for every provider: the env key goes only to the provider's own endpoint."""
+    monkeypatch.setenv(KEY_ENV[provider], KEYS[provider])
+    with ProviderServer(provider) as other:
+        if provider == "openai":  # compatible servers often need no key: it gets a placeholder
+            async with reasoner_for(other, api_key=None) as r:
+                _ = [d async for d in r.stream(ReasonerRequest(QUESTION))]
+            assert key_sent(other.requests[0]) not in (None, "", KEYS[provider])
+        else:
+            with pytest.raises(MissingKeyError, match="custom Base URL") as exc:
+                get_reasoner(provider, base_url=other.url)
+            assert exc.value.category == "missing_key" and other.requests == []
+        # a key named for that host (--api-key-env) is the caller's choice and is sent
+        monkeypatch.setenv("THAT_HOST_KEY", "that-host-key-000042")
+        async with reasoner_for(other, api_key=None, api_key_env="THAT_HOST_KEY") as r:
+            _ = [d async for d in r.stream(ReasonerRequest(QUESTION))]
+        assert key_sent(other.requests[-1]) == "that-host-key-000042"
+        assert KEYS[provider] not in {key_sent(req) for req in other.requests}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_cli_base_url_never_gets_the_environment_key(provider):
+    with ProviderServer(provider) as other:
+        env = {**os.environ, KEY_ENV[provider]: KEYS[provider]}
+        proc = subprocess.run([sys.executable, "-m", "convfill", "turn", QUESTION, "--reasoner", provider,
+                               "--base-url", other.url, "--talker-lora", "none", "--max-phrase-tokens", "4"],
+                              capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+        assert KEYS[provider] not in {key_sent(req) for req in other.requests}
+        assert KEYS[provider] not in proc.stdout + proc.stderr
+        if provider != "openai":
+            assert proc.returncode == 1 and "custom Base URL" in proc.stderr and other.requests == []
 
 
 def test_available_probes_a_compatible_server():

@@ -1,6 +1,8 @@
 """Reasoner registry: a name -> class lookup, importing each provider module only when it is used.
 
-Adding a Reasoner is one module with a `Reasoner` subclass plus one line in `REASONERS`.
+Adding a Reasoner is one module with a `Reasoner` subclass (with its `from_spec`) plus one line in
+`REASONERS`. `build_reasoner(spec)` is the one place a `ReasonerSpec` (CLI flags, app controls, eval
+options) becomes a Reasoner.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import importlib
 
 from ..errors import UnknownReasonerError
-from .base import DIRECT_SYSTEM_PROMPT, KNOWLEDGE_SYSTEM_PROMPT, Message, Reasoner, ReasonerRequest
+from .base import DIRECT_SYSTEM_PROMPT, KNOWLEDGE_SYSTEM_PROMPT, Message, Reasoner, ReasonerRequest, ReasonerSpec
 
 # name -> "module:Class"; optional SDKs are imported only when their Reasoner is built.
 REASONERS: dict[str, str] = {
@@ -45,9 +47,14 @@ def reasoner_status(name: str, **options) -> dict:
 
 
 def get_reasoner(name: str, **options) -> Reasoner:
-    """Build the Reasoner registered as `name` with its keyword options."""
+    """Build the Reasoner registered as `name` with its keyword options (library use and tests)."""
     return reasoner_class(name)(**options)
 
 
+def build_reasoner(spec: ReasonerSpec) -> Reasoner:
+    """The Reasoner for `spec`, from the options its class declares (`from_spec`)."""
+    return reasoner_class(spec.name).from_spec(spec)
+
+
 __all__ = ["DIRECT_SYSTEM_PROMPT", "KNOWLEDGE_SYSTEM_PROMPT", "Message", "REASONERS", "Reasoner", "ReasonerRequest",
-           "get_reasoner", "reasoner_status", "reasoner_class"]
+           "ReasonerSpec", "build_reasoner", "get_reasoner", "reasoner_status", "reasoner_class"]

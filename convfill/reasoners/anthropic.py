@@ -33,6 +33,7 @@ class AnthropicReasoner(SDKReasoner):
     provider = "Anthropic"
     default_model = DEFAULT_MODEL
     key_env = ("ANTHROPIC_API_KEY",)
+    base_url_env = "ANTHROPIC_BASE_URL"
 
     def _make_client(self) -> Any:
         return anthropic.AsyncAnthropic(api_key=self._key.reveal(), base_url=self.base_url,

@@ -55,11 +55,47 @@ class ReasonerRequest:
         return msgs
 
 
+@dataclass(frozen=True)
+class ReasonerSpec:
+    """What the CLI, the app and evaluation can say about the Reasoner to build. Each Reasoner class
+    declares which fields it reads in its `from_spec`; `convfill.reasoners.build_reasoner` is the one
+    place a spec becomes a Reasoner.
+
+    Parameters:
+        name: registry name (`convfill.reasoners.REASONERS`).
+        model: provider model name, or a GGUF path for `local` (blank: its default).
+        base_url: a custom endpoint (cloud Reasoners); blank = the provider's own.
+        api_key: a key for this call only (typed in the app); never stored, never in `repr`.
+        api_key_env: the variable holding the key for `base_url` (CLI `--api-key-env`).
+        knowledge: the text the oracle streams.
+        delay_s: oracle: seconds before its first chunk; local: a simulated network delay. None: default.
+        gap_s: oracle: seconds between chunks. None: default.
+        direct: answer the user directly (the Reasoner-alone baseline) instead of supplying facts.
+        max_tokens: answer length cap (model-backed Reasoners). None: the Reasoner's default.
+    """
+
+    name: str = "local"
+    model: str = ""
+    base_url: str = ""
+    api_key: str = field(default="", repr=False)
+    api_key_env: str = ""
+    knowledge: str = ""
+    delay_s: float | None = None
+    gap_s: float | None = None
+    direct: bool = False
+    max_tokens: int | None = None
+
+
 class Reasoner:
-    """Base class. Subclasses set `name` (registry key) and implement `stream`."""
+    """Base class. Subclasses set `name` (registry key), implement `stream` and `from_spec`."""
 
     name = "base"
     model = ""
+
+    @classmethod
+    def from_spec(cls, spec: ReasonerSpec) -> "Reasoner":
+        """Build from the spec fields this Reasoner takes (the others are ignored)."""
+        raise NotImplementedError
 
     def stream(self, request: ReasonerRequest) -> AsyncIterator[str]:
         """Async iterator of text deltas answering `request`; raises ReasonerError on failure."""

@@ -39,6 +39,7 @@ class GeminiReasoner(SDKReasoner):
     provider = "Gemini"
     default_model = DEFAULT_MODEL
     key_env = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+    base_url_env = "GOOGLE_GEMINI_BASE_URL"
 
     def __init__(self, model: str | None = None, *, thinking_budget: int | None = 0, **options: Any):
         self.thinking_budget = thinking_budget

@@ -6,6 +6,7 @@ the app) runs with no network. `delay_s` simulates a remote model's network late
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,7 +14,8 @@ from pathlib import Path
 from ..aio import iterate_in_thread
 from ..clock import Clock, MonotonicClock
 from ..errors import ReasonerError
-from .base import KNOWLEDGE_SYSTEM_PROMPT, Reasoner, ReasonerRequest
+from ..talkers.probe import llamacpp_status
+from .base import DIRECT_SYSTEM_PROMPT, KNOWLEDGE_SYSTEM_PROMPT, Reasoner, ReasonerRequest, ReasonerSpec
 
 
 class LocalReasoner(Reasoner):
@@ -42,6 +44,19 @@ class LocalReasoner(Reasoner):
         self.llm = load_llama(path, n_ctx=2048, n_threads=n_threads)
         self._lock = threading.Lock()
 
+    @classmethod
+    def from_spec(cls, spec: ReasonerSpec) -> "LocalReasoner":
+        """Takes model (a GGUF path), delay_s, direct and max_tokens."""
+        extra = {"max_tokens": spec.max_tokens} if spec.max_tokens else {}
+        return cls(spec.model.strip() or None, delay_s=spec.delay_s or 0.0,
+                   system=DIRECT_SYSTEM_PROMPT if spec.direct else KNOWLEDGE_SYSTEM_PROMPT, **extra)
+
+    def with_delay(self, delay_s: float) -> "LocalReasoner":
+        """A copy with its own simulated delay that shares the loaded model and its lock (one per session)."""
+        mine = copy.copy(self)
+        mine.delay_s = delay_s
+        return mine
+
     def _generate(self, messages: list[dict], stop: threading.Event) -> Iterator[str]:
         with self._lock:
             try:
@@ -62,6 +77,12 @@ class LocalReasoner(Reasoner):
         messages = request.chat_messages(self.system)
         async for delta in iterate_in_thread(lambda stop: self._generate(messages, stop)):
             yield delta
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        """Usable when llama.cpp runs here (its child-process probe, `talkers.probe`)."""
+        st = llamacpp_status()
+        return (True, "offline") if st.ok else (False, "needs llama.cpp, which cannot run here")
 
     def describe(self) -> dict:
         return {**super().describe(), "delay_s": self.delay_s}

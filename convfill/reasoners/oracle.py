@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from ..chunker import split_sentences
 from ..clock import Clock, MonotonicClock
 from ..errors import ConfigError
-from .base import Reasoner, ReasonerRequest
+from .base import Reasoner, ReasonerRequest, ReasonerSpec
 
 
 class OracleReasoner(Reasoner):
@@ -33,6 +33,12 @@ class OracleReasoner(Reasoner):
             raise ConfigError("oracle delays must be >= 0")
         self.knowledge, self.first_chunk_s, self.gap_s = knowledge, first_chunk_s, gap_s
         self.clock = clock or MonotonicClock()
+
+    @classmethod
+    def from_spec(cls, spec: ReasonerSpec) -> "OracleReasoner":
+        """Takes knowledge, delay_s (first chunk) and gap_s."""
+        opts = {k: v for k, v in (("first_chunk_s", spec.delay_s), ("gap_s", spec.gap_s)) if v is not None}
+        return cls(spec.knowledge, **opts)
 
     def with_knowledge(self, knowledge: str) -> "OracleReasoner":
         """A copy streaming other knowledge with the same latency profile."""

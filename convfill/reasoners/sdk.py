@@ -4,8 +4,9 @@
 streaming call and pull text out of its events. Everything that must behave the same for every provider
 lives here, once:
 
-* keys: resolved from an explicit value or the environment, kept in a `Secret` whose repr is masked, and
-  scrubbed from every message we build (providers echo parts of a rejected key in their error bodies);
+* keys: routed by one rule (`route_key`: an environment key only ever goes to its own provider's
+  endpoint), kept in a `Secret` whose repr is masked, and scrubbed from every message we build
+  (providers echo parts of a rejected key in their error bodies);
 * errors: `to_reasoner_error` maps any of the three SDKs' exceptions (and the httpx transport errors under
   them) onto the `ReasonerError` categories by status code, error type and class name, without importing
   the SDKs, so a provider module never writes its own except-ladder;
@@ -24,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigError, MissingKeyError, ReasonerError
-from .base import DIRECT_SYSTEM_PROMPT, KNOWLEDGE_SYSTEM_PROMPT, Reasoner, ReasonerRequest
+from .base import DIRECT_SYSTEM_PROMPT, KNOWLEDGE_SYSTEM_PROMPT, Reasoner, ReasonerRequest, ReasonerSpec
 
 # Tokens that look like provider keys, redacted even when they are not the configured key (a 401 body may
 # echo a different, wrongly pasted key).
@@ -61,6 +62,38 @@ def resolve_key(explicit: str | None, env_vars: Sequence[str]) -> tuple[Secret |
         if value:
             return Secret(value), var
     return None, None
+
+
+NO_KEY = "no-key-required"  # placeholder for servers without auth (the SDKs insist on some key)
+
+
+def route_key(provider: str, env_vars: Sequence[str], *, explicit: str | None, named_env: str | None,
+              custom_endpoint: bool, keyless_ok: bool) -> tuple[Secret, str]:
+    """THE key rule, for every provider, the CLI, the app and the generator alike.
+
+    * A key given for this call (typed in the app, `api_key=`) goes wherever the call goes.
+    * A key named by the caller (`--api-key-env VAR`) likewise: the caller chose it for this endpoint.
+    * The provider's environment key (`OPENAI_API_KEY`, ...) only goes to that provider's own endpoint:
+      its default, or the one the operator set in the environment (`OPENAI_BASE_URL`, ...). A custom Base
+      URL never receives it: it gets no key (OpenAI-compatible servers often need none) or the call fails.
+
+    Returns (key, source): source is "argument", the variable's name, or "none" for the placeholder.
+    """
+    if explicit:
+        return Secret(explicit), "argument"
+    if named_env:
+        key, source = resolve_key(None, (named_env,))
+        if key is None:
+            raise MissingKeyError(provider, (named_env,))
+        return key, source
+    if not custom_endpoint:
+        key, source = resolve_key(None, env_vars)
+        if key is None:
+            raise MissingKeyError(provider, tuple(env_vars))
+        return key, source
+    if keyless_ok:
+        return Secret(NO_KEY), "none"
+    raise MissingKeyError(provider, tuple(env_vars), custom_endpoint=True)
 
 
 def safe_url(url: str | None) -> str | None:
@@ -240,10 +273,13 @@ class SDKReasoner(Reasoner):
     provider = "provider"  # as users read it in messages
     default_model = ""
     key_env: tuple[str, ...] = ()
+    base_url_env: str | None = None  # the operator's endpoint for this provider (the SDK's own variable)
+    keyless_ok = False  # a custom endpoint may be called without a key (OpenAI-compatible servers)
 
     def __init__(self, model: str | None = None, *, api_key: str | None = None, base_url: str | None = None,
-                 system: str | None = None, direct: bool = False, max_tokens: int = 256,
-                 temperature: float | None = None, timeout_s: float = 30.0, max_retries: int = 1):
+                 api_key_env: str | None = None, system: str | None = None, direct: bool = False,
+                 max_tokens: int = 256, temperature: float | None = None, timeout_s: float = 30.0,
+                 max_retries: int = 1):
         self.model = (model or self.default_model).strip()
         if not self.model:
             raise ConfigError(f"{self.provider}: the model name is empty")
@@ -253,23 +289,31 @@ class SDKReasoner(Reasoner):
             raise ConfigError(f"{self.provider}: timeout_s must be > 0, got {timeout_s}")
         if max_retries < 0:
             raise ConfigError(f"{self.provider}: max_retries must be >= 0, got {max_retries}")
-        self.base_url = base_url.rstrip("/") if base_url else None
+        self.custom_endpoint = bool(base_url)
+        endpoint = base_url or (os.environ.get(self.base_url_env, "").strip() if self.base_url_env else "")
+        self.base_url = endpoint.rstrip("/") if endpoint else None
+        self.api_key_env = api_key_env
         self.direct = direct
         self.system = system if system is not None else (DIRECT_SYSTEM_PROMPT if direct else
                                                          KNOWLEDGE_SYSTEM_PROMPT)
         self.max_tokens, self.temperature = max_tokens, temperature
         self.timeout_s, self.max_retries = timeout_s, max_retries
-        self._key, self.key_source = self._resolve_key(api_key)
+        self._key, self.key_source = route_key(self.provider, self.key_env, explicit=api_key,
+                                               named_env=api_key_env, custom_endpoint=self.custom_endpoint,
+                                               keyless_ok=self.keyless_ok)
         self._client: Any = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
 
-    # ---------------------------------------------------------------------------- provider hooks
-    def _resolve_key(self, api_key: str | None) -> tuple[Secret, str]:
-        key, source = resolve_key(api_key, self.key_env)
-        if key is None:
-            raise MissingKeyError(self.provider, self.key_env)
-        return key, source
+    @classmethod
+    def from_spec(cls, spec: ReasonerSpec) -> "SDKReasoner":
+        """Takes model, base_url, api_key, api_key_env, direct and max_tokens (a simulated delay has no
+        meaning here)."""
+        extra = {"max_tokens": spec.max_tokens} if spec.max_tokens else {}
+        return cls(spec.model.strip() or None, base_url=spec.base_url.strip() or None,
+                   api_key=spec.api_key.strip() or None, api_key_env=spec.api_key_env.strip() or None,
+                   direct=spec.direct, **extra)
 
+    # ---------------------------------------------------------------------------- provider hooks
     def _make_client(self) -> Any:
         """A new async SDK client (bound to the running event loop by its connection pool)."""
         raise NotImplementedError
@@ -289,6 +333,8 @@ class SDKReasoner(Reasoner):
 
     @property
     def key_hint(self) -> str | None:
+        if self.key_source == "none":
+            return "The server wants a key: enter one for it, or name its variable with --api-key-env."
         if self.key_source in (None, "argument"):
             return "Check the API key you entered."
         return f"Check {self.key_source}."

@@ -18,6 +18,7 @@ from pathlib import Path
 from ..errors import TalkerLoadError
 from .. import paths
 from .base import Talker
+from .probe import require_llamacpp
 
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # The offline default Talker is the shipped base plus this seed-trained ConvFill LoRA adapter (GGUF), trained
@@ -60,6 +61,7 @@ def fast_copy(path: Path) -> Path:
     """
     import ctypes
 
+    require_llamacpp()
     import llama_cpp
 
     out = paths.home() / "models" / (path.stem + ".q8_0.gguf")
@@ -97,7 +99,9 @@ def default_threads() -> int:
 
 def load_llama(path: str | Path | None = None, n_ctx: int = 2048, n_threads: int | None = None,
                lora_path: str | Path | None = None, seed: int = 0):
-    """Load a GGUF with llama.cpp (quietly); TalkerLoadError with the reason on failure."""
+    """Load a GGUF with llama.cpp (quietly); TalkerLoadError with the reason on failure
+    (`RuntimeUnavailable` when llama.cpp cannot run on this machine, see `probe`)."""
+    require_llamacpp()
     try:
         from llama_cpp import Llama
     except ImportError as e:  # pragma: no cover - requirements install it
@@ -202,3 +206,10 @@ class LlamaCppTalker(Talker):
 
     def describe(self) -> dict:
         return {**super().describe(), "temperature": self.temperature}
+
+    def close(self) -> None:
+        """Free the model once no generation holds it (a worker stops within one token of `stop`)."""
+        with self._lock:
+            llm, self.llm = getattr(self, "llm", None), None
+            if llm is not None:
+                llm.close()

@@ -14,13 +14,63 @@ from pathlib import Path
 from ..errors import TalkerLoadError
 from .base import Talker
 
+# GGUF LoRA tensor name (per layer) -> the transformers llama module it adapts.
+_GGUF_MODULES = {
+    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
+
+
+def unpermute(w, n_head: int):
+    """llama.cpp -> HF row order of a q or k projection (what transformers' GGUF loader does to the base
+    weights; inverse of `training.export_gguf.permute`)."""
+    return w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def merge_gguf_lora(model, adapter_path: str | Path, scale: float = 1.0) -> int:
+    """Fold a llama.cpp GGUF LoRA adapter into a transformers llama model's weights, in place:
+    W += scale * alpha / r * B @ A, with B's rows of q and k put back into HF order. Returns how many
+    weight matrices changed. This is how the fallback runtime gets the same Talker as llama.cpp."""
+    import gguf
+    import numpy as np
+    import torch
+
+    reader = gguf.GGUFReader(str(adapter_path))
+    alpha_field = reader.fields.get("adapter.lora.alpha")
+    if alpha_field is None:
+        raise TalkerLoadError(f"{Path(adapter_path).name} is not a GGUF LoRA adapter (no adapter.lora.alpha)")
+    alpha = float(alpha_field.parts[alpha_field.data[0]][0])
+    tensors = {t.name: np.asarray(t.data, dtype=np.float32) for t in reader.tensors}
+    cfg = model.config
+    heads = {"attn_q": cfg.num_attention_heads, "attn_k": getattr(cfg, "num_key_value_heads", None)
+             or cfg.num_attention_heads}
+    layers = model.model.layers
+    merged = 0
+    for name, a in tensors.items():
+        if not name.endswith(".weight.lora_a"):
+            continue
+        _, layer, kind = name.removesuffix(".weight.lora_a").split(".")
+        b = tensors[name.removesuffix("lora_a") + "lora_b"]
+        if kind in heads:
+            b = unpermute(b, heads[kind])
+        module = layers[int(layer)].get_submodule(_GGUF_MODULES[kind])
+        delta = torch.from_numpy(b @ a) * (scale * alpha / a.shape[0])
+        with torch.no_grad():
+            module.weight += delta.to(module.weight.dtype)
+        merged += 1
+    return merged
+
 
 class TransformersTalker(Talker):
     """Talker on transformers.
 
     Args:
         model: hub id, local dir, or a GGUF file path; None = the shipped GGUF.
-        style: "convfill" (default) or "prompted" (default for the shipped base GGUF).
+        style: "convfill" (default, and with an adapter) or "prompted" (default for the bare shipped base).
+        lora_path: a llama.cpp GGUF LoRA adapter folded into the weights at load (`merge_gguf_lora`), so
+            this runtime serves the same Talker as `LlamaCppTalker(lora_path=...)`.
+        fallback: why this runtime stands in for llama.cpp (shown in the UI and `describe()`), if it does.
         temperature: 0 = greedy.
         device: "cpu", "cuda" or None (CUDA when available).
     """
@@ -29,7 +79,8 @@ class TransformersTalker(Talker):
 
     def __init__(self, model: str | None = None, *, style: str | None = None, template: str = "chatml",
                  temperature: float = 0.0, top_p: float = 0.9, device: str | None = None,
-                 system: str | None = None, seed: int = 0):
+                 system: str | None = None, seed: int = 0, lora_path: str | Path | None = None,
+                 fallback: str | None = None):
         try:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -38,10 +89,16 @@ class TransformersTalker(Talker):
         from .llamacpp import default_gguf_path
 
         if style is None:
-            style = "prompted" if model is None else "convfill"
+            style = "prompted" if model is None and lora_path is None else "convfill"
         if model is None:
             model = str(default_gguf_path())
-        super().__init__(Path(model).name if Path(model).exists() else model, template, system, style)
+        name = Path(model).name if Path(model).exists() else model
+        if lora_path is not None:
+            if not Path(lora_path).exists():
+                raise TalkerLoadError(f"LoRA adapter not found: {lora_path}")
+            name += f"+{Path(lora_path).name}"
+        super().__init__(name, template, system, style)
+        self.fallback = fallback
         self.torch = torch
         self.temperature, self.top_p = temperature, top_p
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -58,6 +115,8 @@ class TransformersTalker(Talker):
             self.model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32, **kw).to(self.device)
         except Exception as e:
             raise TalkerLoadError(f"transformers could not load {model!r}: {e}") from e
+        if lora_path is not None:
+            merge_gguf_lora(self.model, lora_path)
         self.model.eval()
         self._stop_ids = {i for i in (self.tokenizer.eos_token_id,) if i is not None}
         for s in self.template.stops:
@@ -66,6 +125,10 @@ class TransformersTalker(Talker):
                 self._stop_ids.add(ids[0])
         self._cache = None
         self._cached_ids: list[int] = []
+
+    def describe(self) -> dict:
+        d = super().describe()
+        return {**d, "fallback": self.fallback} if self.fallback else d
 
     def tokenize(self, prompt: str) -> list[int]:
         return self.tokenizer.encode(prompt, add_special_tokens=False)
@@ -79,7 +142,9 @@ class TransformersTalker(Talker):
                 break
             keep += 1
         if self._cache is not None and keep > 0:
-            self._cache.crop(keep)
+            drop = self._cache.get_seq_length() - keep
+            if drop > 0:  # transformers 5: crop(-n) removes the last n positions (a positive n is refused)
+                self._cache.crop(-drop)
         else:
             self._cache, keep = None, 0
         new = torch.tensor([ids[keep:]], device=self.device)

@@ -11,6 +11,7 @@ import logging
 import os
 from dataclasses import dataclass
 
+from ..policy import Policy
 from .session import BASE_TALKER, DEFAULT_TALKER, ChatSession, ModelPool, TurnSettings
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class AppConfig:
         default_knowledge: the oracle's prefilled knowledge text.
         preload_talker: load the default Talker at start-up, so the first turn does not wait for it.
         title: page title.
+        policy: what visitors may ask for (`convfill.policy`; public mode on a Space).
     """
 
     db: str | None = None
@@ -42,6 +44,7 @@ class AppConfig:
     default_knowledge: str = DEMO_KNOWLEDGE
     preload_talker: bool = False
     title: str = "ConvFill Studio"
+    policy: Policy = Policy()
 
     @classmethod
     def from_env(cls, **overrides) -> "AppConfig":
@@ -52,7 +55,8 @@ class AppConfig:
         if extra:
             talkers = (DEFAULT_TALKER, BASE_TALKER, *extra)
         kw = dict(db=os.environ.get("CONVFILL_DB") or None, talkers=talkers,
-                  default_reasoner=os.environ.get("CONVFILL_REASONER", cls.default_reasoner))
+                  default_reasoner=os.environ.get("CONVFILL_REASONER", cls.default_reasoner),
+                  policy=Policy.from_env())
         kw.update(overrides)
         return cls(**kw)
 
@@ -68,19 +72,27 @@ def build_app(config: AppConfig | None = None, pool: ModelPool | None = None):
 
     from labeling.store import LabelStore
 
+    from ..talkers.probe import llamacpp_status
+    from .blocks import StudioBlocks
     from .chat import ChatContext, build_chat_tab
 
     config = config or AppConfig.from_env()
     pool = pool or ModelPool()
     store = LabelStore(config.db)
+    runtime = llamacpp_status()
+    default_reasoner = config.default_reasoner
+    if not runtime.ok and default_reasoner == "local":
+        default_reasoner = "oracle"  # the local Reasoner runs on llama.cpp too
     if config.preload_talker:
         pool.talker(config.talkers[0])
-    ctx = ChatContext(pool=pool, store=store, talker_choices=config.talkers,
-                      default_reasoner=config.default_reasoner, default_knowledge=config.default_knowledge)
-    with gr.Blocks(title=config.title) as demo:
+    ctx = ChatContext(pool=pool, store=store, talker_choices=config.talkers, default_reasoner=default_reasoner,
+                      default_knowledge=config.default_knowledge, policy=config.policy)
+    with StudioBlocks(title=config.title) as demo:
         gr.Markdown(f"## {config.title}\nA small local **Talker** speaks at once while a **Reasoner** streams "
                     "knowledge in the background (conversational infill). Fillers come from `<sil>`; "
                     "knowledge phrases are linked to their chunk on the timeline.")
+        if not runtime.ok:
+            gr.Markdown(f"**Running without llama.cpp.** {runtime.detail}", elem_id="cf-runtime-warning")
         with gr.Tab("Chat", id="chat"):
             build_chat_tab(ctx)
         labeling_tab = _labeling_tab_builder()

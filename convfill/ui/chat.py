@@ -19,6 +19,7 @@ import gradio as gr
 
 from ..config import EngineConfig
 from ..errors import ConvFillError
+from ..policy import Policy
 from ..events import FirstToken, PhraseDelta
 from ..reasoners import REASONERS, reasoner_status
 from .session import ChatSession, ModelPool, TurnSettings
@@ -40,6 +41,10 @@ class ChatContext:
     talker_choices: tuple[str, ...]
     default_reasoner: str = "local"
     default_knowledge: str = ""
+    policy: Policy = dataclasses.field(default_factory=Policy)
+
+    def new_session(self) -> ChatSession:
+        return ChatSession(self.pool, self.store, self.policy, self.talker_choices)
 
 
 def config_control(name: str, cls: type = EngineConfig) -> gr.Number:
@@ -52,15 +57,17 @@ def config_control(name: str, cls: type = EngineConfig) -> gr.Number:
                      elem_id=f"cf-{name}")
 
 
-def reasoner_choices() -> list[tuple[str, str]]:
-    """(label, name) for every registered Reasoner, labelled with whether it is usable here."""
+def reasoner_choices(policy: Policy | None = None) -> list[tuple[str, str]]:
+    """(label, name) for every registered Reasoner, labelled with whether it is usable here (in public
+    mode without saying which key is set)."""
+    policy = policy or Policy()
     out = []
     for name in REASONERS:
         try:
             st = reasoner_status(name)
-            label = f"{name} ({st['detail']})" if st["usable"] else f"{name} (unavailable: {st['detail']})"
+            label = policy.reasoner_label(name, st["usable"], st["detail"])
         except Exception as e:  # a broken provider module must not take the app down
-            label = f"{name} (unavailable: {type(e).__name__})"
+            label = policy.reasoner_label(name, False, type(e).__name__)
         out.append((label, name))
     return out
 
@@ -81,7 +88,7 @@ def make_handlers(ctx: ChatContext):
 
     async def run_turn(message: str, session: ChatSession | None, **settings) -> AsyncIterator[tuple]:
         """Stream one turn: (chat messages, timeline HTML, metrics HTML, cleared textbox, session state)."""
-        session = session or ChatSession(ctx.pool, ctx.store)
+        session = session or ctx.new_session()
         try:
             await session.prepare(_settings(settings))
             last, fresh_phrase = 0.0, False
@@ -144,7 +151,7 @@ def build_chat_tab(ctx: ChatContext) -> dict[str, gr.components.Component]:
             metrics = gr.HTML(render_metrics([]), label="Metrics", elem_id="cf-metrics")
         with gr.Column(scale=2):
             with gr.Group():
-                reasoner = gr.Dropdown(reasoner_choices(), value=ctx.default_reasoner, label="Reasoner",
+                reasoner = gr.Dropdown(reasoner_choices(ctx.policy), value=ctx.default_reasoner, label="Reasoner",
                                        elem_id="cf-reasoner",
                                        info="local/oracle run offline; API Reasoners need a key (env or below)")
                 knowledge = gr.Textbox(ctx.default_knowledge, label="Oracle knowledge", lines=3,
@@ -153,11 +160,15 @@ def build_chat_tab(ctx: ChatContext) -> dict[str, gr.components.Component]:
                 reasoner_model = gr.Textbox("", label="Reasoner model", placeholder="provider default",
                                             info="API model name, or a GGUF path for local")
                 with gr.Group(visible=ctx.default_reasoner not in ("oracle", "local")) as api_group:
-                    base_url = gr.Textbox("", label="Base URL (OpenAI-compatible server)",
-                                          placeholder="e.g. http://127.0.0.1:8000/v1")
-                    api_key = gr.Textbox("", label="API key (this session only, never stored)", type="password")
+                    base_url = gr.Textbox("", label="Base URL (custom endpoint)", elem_id="cf-base-url",
+                                          placeholder="blank: the provider's own; e.g. http://127.0.0.1:8000/v1",
+                                          info="gets only the key typed below, never the server's own key"
+                                               + ("; only hosts the operator allows" if ctx.policy.public
+                                                  else ""))
+                    api_key = gr.Textbox("", label="API key (this session only, never stored)", type="password",
+                                         elem_id="cf-api-key")
                 delay = gr.Slider(0, 10, value=1.5, step=0.1, label="Simulated Reasoner delay (s)",
-                                  info="oracle: before its first chunk; local/API: before streaming starts")
+                                  info="oracle: before its first chunk; local: before streaming starts")
                 gap = gr.Slider(0, 5, value=0.4, step=0.1, label="Oracle gap between chunks (s)")
             talker = gr.Dropdown(list(ctx.talker_choices), value=ctx.talker_choices[0], allow_custom_value=True,
                                  label="Talker", elem_id="cf-talker",

@@ -13,8 +13,6 @@ constructor; they are never stored, logged or shown.
 from __future__ import annotations
 
 import asyncio
-import copy
-import inspect
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
@@ -24,7 +22,8 @@ from ..config import EngineConfig
 from ..engine import Engine
 from ..errors import ConfigError, InputError, TalkerLoadError
 from ..events import Event, TurnEnded
-from ..reasoners import REASONERS, Reasoner, reasoner_class
+from ..policy import Policy
+from ..reasoners import REASONERS, Reasoner, ReasonerSpec, build_reasoner as build_from_spec
 from ..talkers import TALKERS, Talker, get_talker
 from .view import TurnView
 
@@ -43,7 +42,8 @@ class TurnSettings:
         base_url: OpenAI-compatible server URL (Reasoners that accept `base_url`).
         api_key: optional per-session key; never stored, never in `repr`.
         knowledge: text the oracle Reasoner streams.
-        reasoner_delay_s: simulated Reasoner latency (oracle: first chunk; others: delay before streaming).
+        reasoner_delay_s: simulated Reasoner latency (oracle: first chunk; local: delay before streaming;
+            cloud Reasoners have real latency and ignore it).
         oracle_gap_s: oracle: seconds between chunks.
         talker: `DEFAULT_TALKER`, a GGUF path, a hub id / local dir, optionally prefixed `runtime:`.
         engine: `EngineConfig` field values.
@@ -70,6 +70,12 @@ class TurnSettings:
             elif isinstance(default, float):
                 values[k] = float(v)
         return EngineConfig(**values)
+
+    def reasoner_spec(self) -> ReasonerSpec:
+        """The Reasoner these controls describe (each Reasoner reads the fields it declares)."""
+        return ReasonerSpec(name=self.reasoner, model=self.reasoner_model, base_url=self.base_url,
+                            api_key=self.api_key, knowledge=self.knowledge, delay_s=self.reasoner_delay_s,
+                            gap_s=self.oracle_gap_s)
 
 
 def talker_spec(text: str | None) -> tuple[str, str | None]:
@@ -116,41 +122,36 @@ class ModelPool:
                     raise TalkerLoadError(f"Could not load Talker {model or 'default'!r}: {e}") from e
             return self._talkers[key]
 
-    def local_reasoner(self, model_path: str | None, delay_s: float) -> Reasoner:
-        """Blocking: a per-session copy of the shared local Reasoner with its own delay."""
+    def local_reasoner(self, spec: ReasonerSpec) -> Reasoner:
+        """Blocking: a per-session copy of the shared local Reasoner for `spec.model`, with its own delay."""
+        key = spec.model.strip() or None
         with self._lock:
-            if model_path not in self._local:
-                self._local[model_path] = reasoner_class("local")(model_path or None)
-            base = self._local[model_path]
-        mine = copy.copy(base)  # shares the llama.cpp model and its lock; only the delay differs
-        mine.delay_s = delay_s
-        return mine
+            if key not in self._local:
+                self._local[key] = build_from_spec(ReasonerSpec(name="local", model=key or ""))
+            base = self._local[key]
+        return base.with_delay(spec.delay_s or 0.0)  # shares the llama.cpp model and its lock
 
 
-def _accepted(cls: type, options: dict[str, Any]) -> dict[str, Any]:
-    """The options `cls.__init__` accepts (Reasoners differ: only some take a key, URL or delay)."""
-    params = inspect.signature(cls.__init__).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return options
-    return {k: v for k, v in options.items() if k in params}
+def build_reasoner(s: TurnSettings, pool: ModelPool, policy: Policy | None = None) -> Reasoner:
+    """Blocking: the Reasoner for these settings (ConfigError / MissingKeyError with a clean message).
 
-
-def build_reasoner(s: TurnSettings, pool: ModelPool) -> Reasoner:
-    """Blocking: the Reasoner for these settings (ConfigError / MissingKeyError with a clean message)."""
+    `policy` (public mode) vets what a visitor may point the server at: custom Base URLs, model paths.
+    """
+    policy = policy or Policy()
     if s.reasoner not in REASONERS:
         raise ConfigError(f"Reasoner {s.reasoner!r} is not available in this installation. "
                           f"Available: {', '.join(sorted(REASONERS))}")
+    spec = s.reasoner_spec()
     if s.reasoner == "oracle":
         if not s.knowledge.strip():
             raise InputError("The oracle Reasoner streams the knowledge text you give it: fill in "
                              "'Oracle knowledge' first.")
-        return reasoner_class("oracle")(s.knowledge, first_chunk_s=s.reasoner_delay_s, gap_s=s.oracle_gap_s)
+        return build_from_spec(spec)
     if s.reasoner == "local":
-        return pool.local_reasoner(s.reasoner_model.strip() or None, s.reasoner_delay_s)
-    cls = reasoner_class(s.reasoner)
-    options = {"model": s.reasoner_model.strip(), "base_url": s.base_url.strip(), "api_key": s.api_key.strip(),
-               "delay_s": s.reasoner_delay_s}
-    return cls(**_accepted(cls, {k: v for k, v in options.items() if v not in ("", None)}))
+        policy.check_model(s.reasoner_model, what="local Reasoner model")
+        return pool.local_reasoner(spec)
+    policy.check_base_url(s.base_url)
+    return build_from_spec(spec)
 
 
 def reasoner_label(r: Reasoner) -> str:
@@ -165,10 +166,13 @@ class ChatSession:
     Args:
         pool: shared models.
         store: the `labeling.store.LabelStore` turns are written to (None: not persisted).
+        policy: what a visitor may ask for (public mode); default: local use, everything allowed.
+        talkers: the Talker choices the app offers (public mode loads only these and the allowlist).
     """
 
-    def __init__(self, pool: ModelPool, store=None):
+    def __init__(self, pool: ModelPool, store=None, policy: Policy | None = None, talkers: tuple[str, ...] = ()):
         self.pool, self.store = pool, store
+        self.policy, self.offered_talkers = policy or Policy(), tuple(talkers)
         self.engine: Engine | None = None
         self.recorder = None
         self.turns: list[TurnView] = []
@@ -193,8 +197,9 @@ class ChatSession:
     async def prepare(self, s: TurnSettings) -> None:
         """Load/build the models for the next turn and point the engine and recorder at them."""
         config = s.engine_config()
+        self.policy.check_model(s.talker, self.offered_talkers, what="Talker")
         talker = await asyncio.to_thread(self.pool.talker, s.talker)
-        reasoner = await asyncio.to_thread(build_reasoner, s, self.pool)
+        reasoner = await asyncio.to_thread(build_reasoner, s, self.pool, self.policy)
         if self.engine is None:
             observers = [self._observe]
             if self.store is not None:

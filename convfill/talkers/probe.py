@@ -1,0 +1,211 @@
+"""Is llama.cpp safe to run on this machine? Asked once, in a child process, before anything loads it.
+
+A llama.cpp build can die of a signal instead of raising: a from-source build compiled for another CPU
+(`-march=native` on a build machine), or a kernel path the CPU or hypervisor does not support (the AMX
+tiles on some Intel Xeons, SIGILL at the first decode). A crash in our own process would take the app
+down with every visitor's session, so the first use of llama.cpp in a process runs the real load path
+(the shipped GGUF, its Q8_0 copy, the seed adapter, a few decoded tokens) in a child first. If the child
+dies, `require_llamacpp()` raises `RuntimeUnavailable` with one line saying which signal and what to do,
+and `convfill.talkers.get_talker` falls back to the transformers runtime on the same weights.
+
+The verdict is cached in `$CONVFILL_HOME/llamacpp-probe.json` keyed by the llama.cpp library files, the
+Python executable and the CPU, so a new build or a new machine is probed again. `CONVFILL_PROBE_SIGNAL`
+(e.g. `ILL`) makes the child kill itself with that signal: how tests and `doctor` prove the fallback.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .. import paths
+from ..errors import TalkerLoadError
+
+PROBE_TOKENS = 4
+PROBE_TIMEOUT_S = 300.0  # a first run converts the Q8_0 copy; a slow shared CPU can take a while
+_IN_CHILD = "CONVFILL_PROBING"
+FAULT_ENV = "CONVFILL_PROBE_SIGNAL"
+REINSTALL = ("pip install --force-reinstall --no-deps --no-cache-dir -r requirements.txt "
+             "(the project's requirements build llama.cpp for any x86-64 CPU)")
+
+
+class RuntimeUnavailable(TalkerLoadError):
+    """llama.cpp cannot run here (not installed, or its probe died); the message is one line."""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What the child run showed.
+
+    Parameters:
+        ok: llama.cpp loaded the shipped Talker and decoded tokens.
+        detail: one line for people (what happened and what to do).
+        signal: the signal's name when the child was killed by one ("SIGILL").
+        seconds: how long the child ran.
+        key: what the verdict is valid for (library files, Python, CPU).
+    """
+
+    ok: bool
+    detail: str
+    signal: str | None = None
+    seconds: float = 0.0
+    key: str = ""
+
+
+_SIGNAL_MEANING = {
+    "SIGILL": "an instruction this CPU cannot run (a build for another CPU, or llama.cpp's AMX path)",
+    "SIGSEGV": "a memory fault inside llama.cpp",
+    "SIGBUS": "a memory fault inside llama.cpp",
+    "SIGABRT": "llama.cpp aborted",
+    "SIGFPE": "an arithmetic fault inside llama.cpp",
+    "SIGKILL": "it was killed (out of memory?)",
+}
+
+
+def _library_files() -> list[Path]:
+    spec = importlib.util.find_spec("llama_cpp")  # locates the package without loading the library
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    lib = Path(list(spec.submodule_search_locations)[0]) / "lib"
+    return sorted(p for p in lib.glob("*") if p.suffix in (".so", ".dylib", ".dll") or ".so." in p.name)
+
+
+def _cpu_signature() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        import platform
+
+        return platform.processor() or platform.machine()
+    keep = [line for line in text.splitlines() if line.startswith(("model name", "flags", "Features"))]
+    return "\n".join(sorted(set(keep)))
+
+
+def probe_key() -> str:
+    """What a verdict depends on: the library files (path, size, mtime), the interpreter and the CPU."""
+    h = hashlib.sha256()
+    for p in _library_files():
+        st = p.stat()
+        h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    h.update(sys.executable.encode() + b"\n" + _cpu_signature().encode())
+    h.update((os.environ.get(FAULT_ENV) or "").encode())
+    return h.hexdigest()[:16]
+
+
+def _cache_file() -> Path:
+    return paths.home() / "llamacpp-probe.json"
+
+
+def _read_cache(key: str) -> ProbeResult | None:
+    try:
+        data = json.loads(_cache_file().read_text())
+        return ProbeResult(**data) if data.get("key") == key else None
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _write_cache(result: ProbeResult) -> None:
+    path = _cache_file()
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(asdict(result)))
+        os.replace(tmp, path)
+    except OSError:  # a read-only home only costs a probe per process
+        tmp.unlink(missing_ok=True)
+
+
+def _describe_exit(code: int, stderr: str) -> tuple[str | None, str]:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        meaning = _SIGNAL_MEANING.get(name, "a crash inside llama.cpp")
+        return name, (f"llama.cpp died of {name} in a test run ({meaning}); using the transformers runtime "
+                      f"instead (slower). To fix: {REINSTALL}")
+    last = next((line for line in reversed(stderr.strip().splitlines()) if line.strip()), f"exit code {code}")
+    return None, f"llama.cpp failed its test run ({last.strip()[:300]}); using the transformers runtime instead"
+
+
+def run_probe(timeout_s: float = PROBE_TIMEOUT_S) -> ProbeResult:
+    """Run the child now (no cache) and say what happened."""
+    key = probe_key()
+    if not _library_files():
+        return ProbeResult(False, "llama-cpp-python is not installed; using the transformers runtime "
+                                  f"instead. To fix: {REINSTALL}", key=key)
+    # The child imports this package from wherever this process did, whatever the working directory.
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, _IN_CHILD: "1",
+           "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "convfill.talkers.probe"], env=env, capture_output=True,
+                              text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return ProbeResult(False, f"llama.cpp's test run did not finish in {timeout_s:g} s; using the "
+                                  "transformers runtime instead", seconds=timeout_s, key=key)
+    seconds = round(time.monotonic() - t0, 2)
+    if proc.returncode == 0 and "probe ok" in proc.stdout:
+        return ProbeResult(True, f"llama.cpp decoded {PROBE_TOKENS} tokens in a test run ({seconds:g} s)",
+                           seconds=seconds, key=key)
+    sig, detail = _describe_exit(proc.returncode, proc.stderr)
+    return ProbeResult(False, detail, signal=sig, seconds=seconds, key=key)
+
+
+_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=None)
+def _probe_cached(key: str) -> ProbeResult:
+    cached = _read_cache(key)
+    if cached is not None:
+        return cached
+    result = run_probe()
+    if result.ok or result.signal:  # a crash or a pass is a property of the build; anything else may pass later
+        _write_cache(result)
+    return result
+
+
+def llamacpp_status() -> ProbeResult:
+    """The verdict for this machine and build: from this process, the on-disk cache, or a new child run."""
+    if os.environ.get(_IN_CHILD):
+        return ProbeResult(True, "inside the probe")
+    with _lock:  # two sessions loading models at once start one child, not two
+        return _probe_cached(probe_key())
+
+
+def require_llamacpp() -> None:
+    """Call before the first llama.cpp import of a process; `RuntimeUnavailable` when it cannot run."""
+    status = llamacpp_status()
+    if not status.ok:
+        raise RuntimeUnavailable(status.detail)
+
+
+def _child() -> int:
+    """The child's work: the default Talker's real load path, then a few greedy tokens."""
+    fault = os.environ.get(FAULT_ENV, "").strip().upper()
+    if fault:
+        os.kill(os.getpid(), getattr(signal, fault if fault.startswith("SIG") else "SIG" + fault))
+    from ..prompt import PhraseContext
+    from .llamacpp import LlamaCppTalker
+
+    talker = LlamaCppTalker()
+    prompt = talker.prompt(PhraseContext("Hello, can you hear me?"))
+    n = sum(1 for _ in talker.generate(prompt, PROBE_TOKENS, threading.Event()))
+    talker.close()
+    print(f"probe ok ({n} pieces)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child())
