@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Executor
 from typing import TypeVar
 
 from .clock import Clock
@@ -18,12 +19,14 @@ T = TypeVar("T")
 _DONE = object()
 
 
-async def iterate_in_thread(make_iter: Callable[[threading.Event], Iterator[T]]) -> AsyncIterator[T]:
+async def iterate_in_thread(make_iter: Callable[[threading.Event], Iterator[T]],
+                            executor: Executor | None = None) -> AsyncIterator[T]:
     """Yield the items of `make_iter(stop)` produced on a worker thread; set `stop` when we stop early.
 
     The worker is not a daemon: at interpreter exit Python joins it (it drops out within one token once
     `stop` is set) before freeing modules. A daemon thread would still be inside llama.cpp's decode while
-    the model is freed under it, a segfault at exit after a turn cut off mid-phrase.
+    the model is freed under it, a segfault at exit after a turn cut off mid-phrase. `executor` (a
+    one-thread pool, also joined at exit) runs the worker on a long-lived thread instead of a new one.
     """
     loop = asyncio.get_running_loop()
     q: asyncio.Queue = asyncio.Queue()
@@ -43,7 +46,10 @@ async def iterate_in_thread(make_iter: Callable[[threading.Event], Iterator[T]])
             except RuntimeError:  # loop already closed: nobody is listening any more
                 pass
 
-    threading.Thread(target=worker, daemon=False, name="convfill-gen").start()
+    if executor is None:
+        threading.Thread(target=worker, daemon=False, name="convfill-gen").start()
+    else:
+        executor.submit(worker)
     try:
         while True:
             item = await q.get()

@@ -1,8 +1,9 @@
 """Talker speed benchmark: time to first token of realistic first phrases, and decode speed.
 
-A script, not a timed test (timings depend on the machine): `python -m convfill bench --json`.
+A script, not a timed test (timings depend on the machine): `python -m convfill bench --json [--mode M]`.
 Each utterance is measured as the first phrase of a fresh turn (`<sil>` knowledge, no earlier phrases),
-after one warm-up, the way the engine issues it. Results go in docs/benchmarks.md.
+after one warm-up, the way the engine issues it: cold, after typing (prefill while typing), or side by side
+with the reference implementation's loop. Results go in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -72,33 +73,78 @@ def _round(v: float | None) -> float | None:
     return None if v is None else round(v, 1)
 
 
-def run_bench(talker, rounds: int = 1, max_tokens: int = 48) -> dict:
-    """TTFT percentiles and decode tokens/s for the first phrase of each utterance."""
+MODES = ("cold", "typed", "reference")
+SETTLE_S = 0.5  # a person typing: a word every ~1 s, far longer than one prefix prefill here
 
-    async def main():
-        await _measure(talker, "Hello, are you there?", 8)  # warm-up: loads pages, builds graphs
-        out = []
-        for _ in range(rounds):
-            for u in UTTERANCES:
-                # A different utterance first, so the KV cache holds no prefix of this one but the template.
-                await _measure(talker, "Okay.", 1)
-                out.append(await _measure(talker, u, max_tokens))
-        return out
 
-    results = asyncio.run(main())
+async def _cold(talker, utterance: str, max_tokens: int):
+    # A different utterance first, so the KV cache holds no prefix of this one but the template.
+    await _measure(talker, "Okay.", 1)
+    return await _measure(talker, utterance, max_tokens)
+
+
+async def _typed(talker, utterance: str, max_tokens: int):
+    """Send -> first token after the utterance was typed: the Chat tab prefills as its textbox's input
+    events arrive; here at each word (at 5 characters/s a word takes ~1 s to type, far longer than
+    prefilling it, so every prefill is done before the next one starts)."""
+    await _measure(talker, "Okay.", 1)
+    words = utterance.split()
+    for i in range(1, len(words) + 1):
+        await talker.prefill(PhraseContext(" ".join(words[:i])))
+    return await _measure(talker, utterance, max_tokens)
+
+
+def _summary(results) -> dict:
     ttfts = [r[0] for r in results]
     tokens = sum(r[1] - 1 for r in results)
     decode_s = sum(r[2] for r in results)
+    return {"n": len(results), "talker_ttft_ms_p50": _round(percentile(ttfts, 50)),
+            "talker_ttft_ms_p95": _round(percentile(ttfts, 95)), "talker_ttft_ms_max": _round(max(ttfts, default=None)),
+            "talker_decode_tok_s": round(tokens / decode_s, 1) if decode_s else None}
+
+
+def run_bench(talker, rounds: int = 1, max_tokens: int = 48, mode: str = "cold") -> dict:
+    """TTFT percentiles and decode tokens/s for the first phrase of each utterance.
+
+    mode: "cold" (the cache holds only the template), "typed" (the prompt was prefilled while typing), or
+    "reference" (cold, interleaved utterance by utterance with `reference.ReferenceLoop` on the same
+    weights, and the ratio of their TTFT p50).
+    """
+    if mode not in MODES:
+        raise ValueError(f"bench mode {mode!r}: use one of {', '.join(MODES)}")
+    reference = None
+    if mode == "reference":
+        from .talkers.reference import ReferenceLoop
+
+        # loaded on the Talker's model thread too: any torch work on another thread leaves an OpenMP team
+        # there (see ReferenceLoop.measure)
+        reference = talker._model_thread.submit(ReferenceLoop.same_weights_as, talker).result()
+    measure = _typed if mode == "typed" else _cold
+
+    async def main():
+        await _measure(talker, "Hello, are you there?", 8)  # warm-up: loads pages, builds graphs
+        if reference is not None:
+            reference.measure("Hello, are you there?", 8)
+        ours, theirs = [], []
+        for _ in range(rounds):
+            for u in UTTERANCES:
+                ours.append(await measure(talker, u, max_tokens))
+                if reference is not None:
+                    # Both runtimes' OpenMP threads spin for a while after each call: let them settle first,
+                    # or each measures the other's busy-waiting (measured: ours 66 -> 105 ms TTFT).
+                    await asyncio.sleep(SETTLE_S)
+                    theirs.append(reference.measure(u, max_tokens))
+                    await asyncio.sleep(SETTLE_S)
+        return ours, theirs
+
+    ours, theirs = asyncio.run(main())
     word_counts = [len(u.split()) for u in UTTERANCES]
-    return {
-        "talker": talker.describe(),
-        "n": len(results),
-        "utterance_words_min": min(word_counts),
-        "utterance_words_max": max(word_counts),
-        "talker_ttft_ms_p50": _round(percentile(ttfts, 50)),
-        "talker_ttft_ms_p95": _round(percentile(ttfts, 95)),
-        "talker_ttft_ms_max": _round(max(ttfts, default=None)),
-        "talker_decode_tok_s": round(tokens / decode_s, 1) if decode_s else None,
-        "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
-    }
+    out = {"talker": talker.describe(), "mode": mode, **_summary(ours),
+           "utterance_words_min": min(word_counts), "utterance_words_max": max(word_counts),
+           "cpu_count": os.cpu_count(), "machine": platform.machine()}
+    if reference is not None:
+        ref = _summary(theirs)
+        out["reference"] = {"procedure": reference.describe(), **ref}
+        if ref["talker_ttft_ms_p50"] and out["talker_ttft_ms_p50"]:
+            out["ttft_p50_ratio_reference_over_ours"] = round(ref["talker_ttft_ms_p50"] / out["talker_ttft_ms_p50"], 2)
+    return out

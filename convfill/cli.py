@@ -153,7 +153,7 @@ def cmd_chat(args) -> None:
 def cmd_bench(args) -> None:
     from .bench import run_bench
 
-    result = run_bench(build_talker(args), rounds=args.rounds)
+    result = run_bench(build_talker(args), rounds=args.rounds, mode=args.mode)
     if args.json:
         print(json.dumps(result))
     else:
@@ -197,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="Talker TTFT and decode speed on realistic first phrases")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("--rounds", type=int, default=2, help="passes over the utterance set")
+    b.add_argument("--mode", choices=["cold", "typed", "reference"], default="cold",
+                   help="cold: the cache holds only the template; typed: the prompt was prefilled while the "
+                        "user typed; reference: interleaved with the authors' loop (transformers bf16 "
+                        "generate + TextIteratorStreamer, full re-prefill) on the same weights")
     _add_model_args(b)
     b.set_defaults(func=cmd_bench)
     d = sub.add_parser("doctor", help="what this machine can do: one row per part, OK / WARN / FAIL with the fix")

@@ -131,6 +131,17 @@ class Engine:
                 runner.cancel()
             await asyncio.gather(runner, return_exceptions=True)
 
+    async def prefill(self, text: str) -> bool:
+        """Evaluate the next turn's first-phrase prompt for `text`, the message being typed (or a partial
+        transcript), into the Talker's cache, so Send only samples. Skipped (False) while a turn runs (its
+        generation has priority), for text a turn would refuse, and when turns start without a filler."""
+        if self._running is not None and not self._running.done() or self.config.max_fillers <= 0:
+            return False
+        if len(text) > self.config.max_user_chars or not (user := sanitize(text)):
+            return False
+        await self.talker.prefill(self._phrase_context(user, None, ()))
+        return True
+
     async def cancel(self) -> None:
         """Cancel the running turn, if any, and wait until it has emitted `TurnEnded`."""
         task, self._running = self._running, None
@@ -224,8 +235,11 @@ class Engine:
         await self._phrase(st, "sil", None, None)
 
     def _context(self, st: _Turn, knowledge: str | None) -> PhraseContext:
+        return self._phrase_context(st.user, knowledge, tuple(st.phrases))
+
+    def _phrase_context(self, user: str, knowledge: str | None, earlier: tuple[str, ...]) -> PhraseContext:
         prev = self.history[-1] if self.history else None
-        return PhraseContext(user=st.user, knowledge=knowledge, earlier=tuple(st.phrases),
+        return PhraseContext(user=user, knowledge=knowledge, earlier=earlier,
                              prev_user=prev.user if prev else None, prev_reply=prev.reply if prev else None)
 
     async def _phrase(self, st: _Turn, source: str, knowledge: str | None, chunk_index: int | None) -> None:

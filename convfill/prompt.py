@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .untrusted import valid_unicode
+
 SIL = "<sil>"
 
 
@@ -89,6 +91,7 @@ def sanitize(text: str) -> str:
     Removal repeats until nothing changes, so nested tricks like `<|im_<|im_end|>start|>` cannot
     reassemble a token. Whitespace is normalised; the result may be empty.
     """
+    text = valid_unicode(text)  # a lone surrogate (broken UTF-16 from a browser or a JSON escape) cannot be encoded
     prev = None
     while prev != text:
         prev = text

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from convfill.prompt import SIL
+from convfill.untrusted import csv_cell
 
 from .store import LabelStore
 
@@ -159,7 +160,7 @@ def export_csv(store: LabelStore, out: str | os.PathLike) -> ExportStats:
                         **{f"p_{k}": s["probs"].get(k) for k in ("entailment", "neutral", "contradiction")}}
                        for s in sugg.get(r["id"], [])]
             for j in judged or [{"kind": ""}]:
-                w.writerow({**base, **j})
+                w.writerow({k: csv_cell(v) for k, v in {**base, **j}.items()})
                 n += 1
             prev.append(r["text"])
     _atomic_write(Path(out), write)

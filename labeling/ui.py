@@ -21,6 +21,8 @@ from pathlib import Path
 
 import gradio as gr
 
+from convfill.untrusted import markdown_literal
+
 from .agreement import pairwise
 from .export import export_csv, export_jsonl
 from .nli import LABELS, load_judge
@@ -229,7 +231,7 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
             p = store.progress(name)
             st.update(total=p.total, scored=p.scored, left=store.queue_count(**flt, exclude=st["seen"]))
         mine, labeled, people = store.label_counts(name)
-        who = f"**You ({_e(name)})**: {mine} labeled · " if name else "**Type your name to label.** · "
+        who = f"**You ({markdown_literal(name)})**: {mine} labeled · " if name else "**Type your name to label.** · "
         left = max(0, st["left"])
         return (f"{who}**All**: {labeled}/{st['total']} phrases labeled by {people} "
                 f"{'person' if people == 1 else 'people'} · {st['scored']} scored by a model · "
@@ -242,7 +244,7 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
         rows = ["| annotators | shared phrases | agreement | Cohen's kappa |", "|---|---|---|---|"]
         for a in pairs:
             k = "undefined (one label only)" if a.kappa is None else f"{a.kappa:.3f}"
-            rows.append(f"| {_e(a.a)} / {_e(a.b)} | {a.n} | {a.agreement:.0%} | {k} |")
+            rows.append(f"| {markdown_literal(a.a)} / {markdown_literal(a.b)} | {a.n} | {a.agreement:.0%} | {k} |")
         return "\n".join(rows)
 
     def advance(st: dict, name: str | None, flt: dict, message: str = ""):
@@ -306,7 +308,7 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
             r = store.set_label(pid, name, label, note_text)
         except StoreError as e:
             st = {**st, "nonce": st["nonce"] + 1}
-            return outputs(st, name or None, flt, f"**Not saved:** {_e(e)}", _card(store.item(pid), st["nonce"]))
+            return outputs(st, name or None, flt, f"**Not saved:** {markdown_literal(str(e))}", _card(store.item(pid), st["nonce"]))
         verb = {"set": "labeled", "update": f"changed from {r['previous']} to", "unchanged": "kept as"}[r["action"]]
         st = {**st, "seen": (st["seen"] + [pid])[-SEEN_MAX:], "undo": (st["undo"] + [pid])[-200:],
               "left": st.get("left", 1) - 1}
@@ -334,7 +336,7 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
             r = store.undo_label(pid, name)
         except StoreError as e:
             st = {**st, "nonce": st["nonce"] + 1}
-            return outputs(st, name or None, flt, f"**Not undone:** {_e(e)}", _card(store.item(pid), st["nonce"]))
+            return outputs(st, name or None, flt, f"**Not undone:** {markdown_literal(str(e))}", _card(store.item(pid), st["nonce"]))
         st = {**st, "undo": st["undo"][:-1], "seen": [x for x in st["seen"] if x != pid], "current": pid,
               "nonce": st["nonce"] + 1, "left": st.get("left", 0) + 1}
         back = "removed" if r is None or r["label"] is None else f"back to **{r['label']}**"

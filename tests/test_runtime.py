@@ -51,6 +51,14 @@ def test_probe_reports_the_signal_in_one_line_with_the_fix(crashing_probe):
         probe.require_llamacpp()
 
 
+def test_a_missing_llamacpp_build_is_a_fallback_not_a_crash(monkeypatch):
+    """A Space whose llama-cpp-python build is missing must still start: the probe says so."""
+    monkeypatch.setattr(probe, "_library_files", lambda: [])
+    result = probe.run_probe()
+    assert not result.ok and result.signal is None and "not installed" in result.detail
+    assert "transformers runtime" in result.detail
+
+
 @pytest.mark.model
 def test_probe_passes_on_this_machine_and_its_verdict_is_cached(model_home):
     probe._probe_cached.cache_clear()

@@ -21,7 +21,7 @@ TALKERS: dict[str, str] = {
     "transformers": "convfill.talkers.transformers:TransformersTalker",
 }
 # llama.cpp-only options the fallback drops (the transformers runtime has no equivalent).
-_LLAMACPP_ONLY = ("n_threads", "n_ctx", "fast")
+_LLAMACPP_ONLY = ("n_threads", "n_ctx", "fast", "merge")
 
 
 def _runtime_class(runtime: str) -> type[Talker]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import importlib.util
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -18,7 +19,10 @@ from pathlib import Path
 from ..errors import TalkerLoadError
 from .. import paths
 from .base import Talker
+from .merge import merged_copy
 from .probe import require_llamacpp
+
+log = logging.getLogger(__name__)
 
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # The offline default Talker is the shipped base plus this seed-trained ConvFill LoRA adapter (GGUF), trained
@@ -125,6 +129,9 @@ class LlamaCppTalker(Talker):
         style: "prompted" or "convfill". Default: "convfill" with an adapter or any other model file
             (assumed a trained ConvFill Talker), "prompted" for the bare shipped base.
         fast: run a Q8_0 copy of Q4_1 weights (twice the prefill speed; see `fast_copy`).
+        merge: with an adapter and `fast`, run a Q8_0 copy with the adapter folded into its weights
+            (`merge.merged_copy`, made once): faster decoding, same phrases in practice. If the merge fails
+            the adapter is applied unmerged.
         temperature: 0 = greedy.
         n_threads: CPU threads (default: up to 4).
         lora_path: GGUF LoRA adapter applied on top of the model: "auto" (default) = the shipped
@@ -137,7 +144,7 @@ class LlamaCppTalker(Talker):
     def __init__(self, model_path: str | Path | None = None, *, style: str | None = None,
                  template: str = "chatml", temperature: float = 0.0, top_p: float = 0.9,
                  n_threads: int | None = None, n_ctx: int = 2048, lora_path: str | Path | None = AUTO_ADAPTER,
-                 seed: int = 0, system: str | None = None, fast: bool = True):
+                 seed: int = 0, system: str | None = None, fast: bool = True, merge: bool = True):
         lora_path = resolve_adapter(lora_path, model_path)
         if lora_path is not None and not lora_path.exists():
             raise TalkerLoadError(f"LoRA adapter not found: {lora_path}")
@@ -147,6 +154,13 @@ class LlamaCppTalker(Talker):
         name = path.name + (f"+{Path(lora_path).name}" if lora_path else "")
         super().__init__(name, template, system, style)
         self.temperature, self.top_p = temperature, top_p
+        self.merged = False
+        if fast and merge and lora_path is not None:
+            require_llamacpp()  # the merge itself needs no llama.cpp, but loading its result does
+            try:
+                path, lora_path, self.merged = merged_copy(path, lora_path), None, True
+            except Exception as e:  # noqa: BLE001 - an odd adapter still runs, unmerged
+                log.warning("could not merge %s into %s (%s); applying it unmerged", lora_path, path.name, e)
         if fast and "q4_1" in path.name.lower():
             path = fast_copy(path)
         self.llm = load_llama(path, n_ctx=n_ctx, n_threads=n_threads, lora_path=lora_path, seed=seed)
@@ -205,7 +219,8 @@ class LlamaCppTalker(Talker):
                 break
 
     def describe(self) -> dict:
-        return {**super().describe(), "temperature": self.temperature}
+        d = {**super().describe(), "temperature": self.temperature}
+        return {**d, "merged": True} if self.merged else d
 
     def close(self) -> None:
         """Free the model once no generation holds it (a worker stops within one token of `stop`)."""

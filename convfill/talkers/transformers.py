@@ -32,30 +32,21 @@ def merge_gguf_lora(model, adapter_path: str | Path, scale: float = 1.0) -> int:
     """Fold a llama.cpp GGUF LoRA adapter into a transformers llama model's weights, in place:
     W += scale * alpha / r * B @ A, with B's rows of q and k put back into HF order. Returns how many
     weight matrices changed. This is how the fallback runtime gets the same Talker as llama.cpp."""
-    import gguf
-    import numpy as np
     import torch
 
-    reader = gguf.GGUFReader(str(adapter_path))
-    alpha_field = reader.fields.get("adapter.lora.alpha")
-    if alpha_field is None:
-        raise TalkerLoadError(f"{Path(adapter_path).name} is not a GGUF LoRA adapter (no adapter.lora.alpha)")
-    alpha = float(alpha_field.parts[alpha_field.data[0]][0])
-    tensors = {t.name: np.asarray(t.data, dtype=np.float32) for t in reader.tensors}
+    from .merge import read_lora
+
     cfg = model.config
     heads = {"attn_q": cfg.num_attention_heads, "attn_k": getattr(cfg, "num_key_value_heads", None)
              or cfg.num_attention_heads}
     layers = model.model.layers
     merged = 0
-    for name, a in tensors.items():
-        if not name.endswith(".weight.lora_a"):
-            continue
-        _, layer, kind = name.removesuffix(".weight.lora_a").split(".")
-        b = tensors[name.removesuffix("lora_a") + "lora_b"]
+    for name, (a, b, lora_scale) in read_lora(Path(adapter_path)).items():
+        _, layer, kind = name.removesuffix(".weight").split(".")
         if kind in heads:
             b = unpermute(b, heads[kind])
         module = layers[int(layer)].get_submodule(_GGUF_MODULES[kind])
-        delta = torch.from_numpy(b @ a) * (scale * alpha / a.shape[0])
+        delta = torch.from_numpy(b @ a) * (scale * lora_scale)
         with torch.no_grad():
             module.weight += delta.to(module.weight.dtype)
         merged += 1

@@ -10,6 +10,7 @@ cancels it inside the engine (barge-in). `ConvFillError`s become `gr.Error` with
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -20,11 +21,14 @@ import gradio as gr
 from ..config import EngineConfig
 from ..errors import ConvFillError
 from ..policy import Policy
+from ..untrusted import valid_unicode
 from ..events import FirstToken, PhraseDelta
 from ..reasoners import REASONERS, reasoner_status
 from .session import ChatSession, ModelPool, TurnSettings
 from .timeline import render_timeline
 from .view import render_metrics
+
+log = logging.getLogger(__name__)
 
 # Engine settings shown in the tab; labels, help and bounds come from the EngineConfig fields.
 ENGINE_CONTROLS = ("silence_s", "max_fillers", "max_phrases", "max_phrase_tokens", "reasoner_timeout_s",
@@ -78,6 +82,7 @@ def _outputs(session: ChatSession):
 
 
 def _settings(kw: dict) -> TurnSettings:
+    kw = {k: valid_unicode(v) for k, v in kw.items()}
     engine = {k: kw.pop(k) for k in ENGINE_CONTROLS if k in kw}
     known = {f.name for f in dataclasses.fields(TurnSettings)}
     return TurnSettings(**{k: v for k, v in kw.items() if k in known and v is not None}, engine=engine)
@@ -89,6 +94,7 @@ def make_handlers(ctx: ChatContext):
     async def run_turn(message: str, session: ChatSession | None, **settings) -> AsyncIterator[tuple]:
         """Stream one turn: (chat messages, timeline HTML, metrics HTML, cleared textbox, session state)."""
         session = session or ctx.new_session()
+        message = valid_unicode(message or "")  # a lone surrogate would break this client's session for good
         try:
             await session.prepare(_settings(settings))
             last, fresh_phrase = 0.0, False
@@ -112,6 +118,13 @@ def make_handlers(ctx: ChatContext):
             gr.Warning(f"This turn was not saved: {session.save_error}")
         yield (*_outputs(session), gr.skip(), session)
 
+    async def prefill(message: str, session: ChatSession | None, **settings) -> None:
+        """As the user types: pre-compute the next turn's first-phrase prompt (never an error)."""
+        try:
+            await (session or ctx.new_session()).prefill(message or "", _settings(settings))
+        except Exception:  # noqa: BLE001 - speculative work: a failure only means a colder first token
+            log.debug("prefill failed", exc_info=True)
+
     async def stop_turn(session: ChatSession | None):
         """Cancel the running turn now; it still ends with TurnEnded and is persisted."""
         if session is not None:
@@ -130,12 +143,12 @@ def make_handlers(ctx: ChatContext):
     def reasoner_changed(name: str):
         return gr.update(visible=name == "oracle"), gr.update(visible=name not in ("oracle", "local"))
 
-    return run_turn, stop_turn, render_session, new_conversation, reasoner_changed
+    return run_turn, prefill, stop_turn, render_session, new_conversation, reasoner_changed
 
 
 def build_chat_tab(ctx: ChatContext) -> dict[str, gr.components.Component]:
     """Lay out the Chat tab inside the current Blocks context and wire its events; returns its components."""
-    run_turn, stop_turn, render_session, new_conversation, reasoner_changed = make_handlers(ctx)
+    run_turn, prefill, stop_turn, render_session, new_conversation, reasoner_changed = make_handlers(ctx)
     state = gr.State(None)  # a ChatSession per browser session, created on its first turn
     with gr.Row():
         with gr.Column(scale=3):
@@ -188,6 +201,10 @@ def build_chat_tab(ctx: ChatContext) -> dict[str, gr.components.Component]:
     turn = gr.on([msg.submit, send.click], run_turn, inputs=[msg, state], inputs_kwargs=settings,
                  outputs=[chatbot, timeline, metrics, msg, state], api_name="chat", concurrency_limit=None,
                  trigger_mode="multiple", show_progress="hidden")
+    # Prefill while typing: each keystroke asks; "always_last" keeps one running and only the newest
+    # pending, so a fast typist never queues stale prefixes.
+    msg.input(prefill, inputs=[msg, state], inputs_kwargs=settings, outputs=None, api_name="prefill",
+              concurrency_limit=None, trigger_mode="always_last", show_progress="hidden", queue=False)
     # The stopped generator may still deliver a last diff that the browser, having cancelled the event,
     # applies to an outdated base; one full re-render after Stop makes the page show the final state.
     stop.click(stop_turn, [state], [chatbot, timeline, metrics], cancels=[turn], api_name="stop",

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..config import EngineConfig
 from ..engine import Engine
-from ..errors import ConfigError, InputError, TalkerLoadError
+from ..errors import ConfigError, ConvFillError, InputError, TalkerLoadError
 from ..events import Event, TurnEnded
 from ..policy import Policy
 from ..reasoners import REASONERS, Reasoner, ReasonerSpec, build_reasoner as build_from_spec
@@ -104,6 +104,10 @@ class ModelPool:
     def add_talker(self, spec: str, talker: Talker) -> None:
         """Register an already loaded Talker under the Talker-box text `spec`."""
         self._talkers[talker_spec(spec)] = talker
+
+    def loaded_talker(self, spec: str) -> Talker | None:
+        """The Talker for `spec` if it is loaded already, else None (never loads)."""
+        return self._talkers.get(talker_spec(spec))
 
     def talker(self, spec: str) -> Talker:
         """Blocking: the Talker for `spec`, loading it on first use (TalkerLoadError with the reason)."""
@@ -214,6 +218,23 @@ class ChatSession:
         if self.recorder is not None:
             self.recorder.talker, self.recorder.reasoner = talker.describe(), reasoner.describe()
             self.recorder.config = {**asdict(config), "talker_box": s.talker}
+
+    async def prefill(self, text: str, s: TurnSettings) -> bool:
+        """While the user types: pre-compute the first phrase's prompt in the Talker `s` names.
+
+        Only a Talker that is already loaded is used (typing must not load models), and never while this
+        session's turn runs. Without a turn yet, the prompt has no previous turn, as the first turn's has not.
+        """
+        try:
+            self.policy.check_model(s.talker, self.offered_talkers, what="Talker")
+            talker = self.pool.loaded_talker(s.talker)
+            config = s.engine_config()
+        except ConvFillError:
+            return False
+        if talker is None:
+            return False
+        engine = self.engine if self.engine is not None and self.engine.talker is talker else None
+        return await (engine or Engine(talker, None, config)).prefill(text)
 
     async def run(self, text: str) -> AsyncIterator[Event]:
         """Run a turn (after `prepare`), yielding each event once the views have applied it.

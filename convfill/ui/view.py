@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ..events import (ChunkArrived, ErrorEvent, Event, PhraseDelta, PhraseEnded, PhraseStarted, ReasonerEnded,
                       TurnEnded, TurnStarted)
 from ..metrics import turn_metrics
+from ..untrusted import markdown_literal
 
 REASONER_TITLE = "◆ Reasoner knowledge"  # ◆ as on the timeline (DejaVu has it; emoji fonts may be missing)
 TALKER_WAITING = "…"
@@ -63,8 +64,10 @@ class TurnView:
 
     def messages(self) -> list[dict]:
         """Gradio messages: the user's, the Reasoner's (collapsible), the Talker's."""
-        lines = [f"**#{i}** · {t:.0f} ms · {text}" for i, (t, text) in enumerate(self.chunks)]
-        lines += self.errors
+        # Everything but our own markup is shown literally: a Markdown image in a message or a chunk would
+        # make every viewer's browser fetch its URL.
+        lines = [f"**#{i}** · {t:.0f} ms · {markdown_literal(text)}" for i, (t, text) in enumerate(self.chunks)]
+        lines += [markdown_literal(e) for e in self.errors]
         if not lines:
             lines = ["_waiting for knowledge…_" if self.reasoner_status is None else "_no knowledge arrived_"]
         meta: dict = {"title": f"{REASONER_TITLE} · {self.reasoner_label}" if self.reasoner_label
@@ -73,11 +76,11 @@ class TurnView:
             meta["status"] = "pending"  # spinner while the Reasoner streams
         else:
             meta["log"] = f"{len(self.chunks)} chunk(s), {self.reasoner_status}"
-        talker = self.talker_text or TALKER_WAITING
+        talker = markdown_literal(self.talker_text) if self.talker_text else TALKER_WAITING
         if self.end_reason and self.end_reason != "done":
             talker += f" _[{self.end_reason}]_"
         return [
-            {"role": "user", "content": self.user},
+            {"role": "user", "content": markdown_literal(self.user)},
             {"role": "assistant", "content": "\n\n".join(lines), "metadata": meta},
             {"role": "assistant", "content": talker},
         ]

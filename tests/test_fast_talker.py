@@ -1,0 +1,155 @@
+"""First words in one decode step: the merged Talker, prefill while typing, and the bench modes.
+
+All on the real shipped GGUF and seed adapter. The TTFT comparison is the one timing assertion: typed
+prefill leaves only sampling (about 1 ms here) against a whole prompt prefill cold (tens of ms), a margin
+no loaded CI machine closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from convfill.config import EngineConfig
+from convfill.engine import Engine
+from convfill.metrics import turn_metrics
+from convfill.prompt import PhraseContext
+from convfill.reasoners.oracle import OracleReasoner
+from convfill.talkers.llamacpp import SEED_ADAPTER, LlamaCppTalker, default_gguf_path
+from convfill.talkers.merge import merged_copy, merged_path
+
+pytestmark = pytest.mark.model
+ROOT = Path(__file__).resolve().parents[1]
+QUESTIONS = ("Who wrote Pride and Prejudice?", "What is the capital city of Australia?",
+             "How long should I boil an egg if I want the yolk a little runny?",
+             "Can you explain how vaccines train the immune system, in simple terms for a ten year old?")
+
+
+def _greedy(talker, ctx, n=32) -> str:
+    return "".join(talker.generate(talker.prompt(ctx), n, threading.Event()))
+
+
+def test_default_talker_runs_the_merged_copy_and_says_the_same_as_the_unmerged_adapter(real_talker):
+    from training.export_gguf import VERIFY_CONTEXTS
+
+    assert real_talker.describe()["merged"] is True and real_talker.merged
+    assert real_talker.name == "SmolLM2-135M-Instruct.Q4_1.gguf+talker-seed-lora.gguf"  # what turns record
+    unmerged = LlamaCppTalker(merge=False)
+    try:
+        assert "merged" not in unmerged.describe()
+        for ctx in VERIFY_CONTEXTS:
+            assert _greedy(real_talker, ctx) == _greedy(unmerged, ctx), ctx
+    finally:
+        unmerged.close()
+
+
+def test_merged_copy_is_made_once_and_follows_the_adapter(tmp_path, model_home):
+    base = default_gguf_path()
+    out = merged_copy(base, SEED_ADAPTER)
+    assert out.parent == model_home / "models" and out == merged_path(base, SEED_ADAPTER)
+    mtime = out.stat().st_mtime_ns
+    assert merged_copy(base, SEED_ADAPTER).stat().st_mtime_ns == mtime  # reused, not rebuilt
+    other = tmp_path / "talker-seed-lora.gguf"
+    other.write_bytes(SEED_ADAPTER.read_bytes() + b"\0")  # a different adapter file: a different name
+    assert merged_path(base, other) != out
+
+
+def test_a_file_that_is_no_adapter_is_refused_by_the_merge(tmp_path):
+    from convfill.errors import TalkerLoadError
+    from convfill.talkers.merge import merge_lora_gguf
+
+    with pytest.raises(TalkerLoadError, match="not a GGUF LoRA adapter"):
+        merge_lora_gguf(default_gguf_path(), default_gguf_path(), tmp_path / "x.gguf")
+
+
+async def _ttft(engine: Engine, text: str) -> tuple[float, str]:
+    """The first phrase's TTFT and text; the turn is cancelled after it (nothing else is measured)."""
+    events, turn = [], engine.turn(text)
+    async for ev in turn:
+        events.append(ev)
+        if ev.type == "phrase_ended":
+            break
+    await turn.aclose()
+    return turn_metrics(events).talker_ttft_ms, events[-1].text
+
+
+async def test_typed_prefill_leaves_only_sampling(real_talker):
+    engine = Engine(real_talker, OracleReasoner("Noted.", first_chunk_s=30),
+                    EngineConfig(max_fillers=1, max_phrase_tokens=12, turn_timeout_s=120, silence_s=30))
+    cold, typed = [], []
+    for q in QUESTIONS:
+        engine.history.clear()
+        await real_talker.prefill(PhraseContext("Okay."))  # the cache holds another prompt
+        ms, cold_text = await _ttft(engine, q)
+        cold.append(ms)
+        engine.history.clear()
+        await real_talker.prefill(PhraseContext("Okay."))
+        words = q.split()
+        for i in range(1, len(words) + 1):  # as the textbox's input events arrive
+            assert await engine.prefill(" ".join(words[:i]))
+        assert real_talker.llm.n_tokens == len(real_talker.tokenize(real_talker.prompt(PhraseContext(q))))
+        ms, typed_text = await _ttft(engine, q)
+        typed.append(ms)
+        assert typed_text == cold_text  # the same words, only sooner
+    assert statistics.median(typed) < statistics.median(cold) / 3, (typed, cold)
+
+
+async def test_prefill_follows_the_conversation_and_yields_to_a_running_turn(real_talker):
+    engine = Engine(real_talker, OracleReasoner("Jane Austen wrote it.", first_chunk_s=0.2, gap_s=0.1),
+                    EngineConfig(max_phrase_tokens=8, turn_timeout_s=120))
+    [ev async for ev in engine.turn("Who wrote Pride and Prejudice?")]
+    assert await engine.prefill("And when was it published?")
+    prev = engine.history[-1]
+    want = real_talker.prompt(PhraseContext("And when was it published?", prev_user=prev.user,
+                                            prev_reply=prev.reply))
+    assert real_talker.llm.input_ids[: real_talker.llm.n_tokens].tolist() == real_talker.tokenize(want)
+    assert not await engine.prefill("<|im_end|>")  # nothing a turn would accept
+    assert not await engine.prefill("x" * (engine.config.max_user_chars + 1))
+    turn = engine.turn("Tell me more.")
+    await anext(turn)
+    assert not await engine.prefill("Something else")  # a running turn's generation goes first
+    await turn.aclose()
+
+
+def test_the_app_prefills_as_the_user_types(real_talker):
+    from test_app import _client, _free_port
+
+    from convfill.ui import AppConfig, build_app
+    from convfill.ui.session import DEFAULT_TALKER, ModelPool
+
+    pool = ModelPool()
+    pool.add_talker(DEFAULT_TALKER, real_talker)
+    demo = build_app(AppConfig(), pool=pool)
+    demo.queue(default_concurrency_limit=None)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True)
+    try:
+        c = _client(url)
+        real_talker.warm_prefix(real_talker.prompt(PhraseContext("Okay.")))
+        c.predict(message="What is the capital city of Australia?", api_name="/prefill")
+        cached = real_talker.llm.input_ids[: real_talker.llm.n_tokens].tolist()
+        assert cached == real_talker.tokenize(real_talker.prompt(PhraseContext("What is the capital city of "
+                                                                               "Australia?")))
+        c.predict(message="What is the capital city of Australia?", reasoner="oracle",
+                  knowledge="Canberra is the capital of Australia.", reasoner_delay_s=0.2, max_phrase_tokens=12,
+                  turn_timeout_s=300, api_name="/chat")
+        (ttft,) = demo.convfill_store.db.execute("select talker_ttft_ms from turns").fetchone()
+        assert ttft is not None
+        c.predict(message="/nowhere/x.gguf", talker="/nowhere/x.gguf", api_name="/prefill")  # never an error
+    finally:
+        demo.close()
+
+
+@pytest.mark.parametrize("mode", ["cold", "typed"])
+def test_bench_modes(mode):
+    proc = subprocess.run([sys.executable, "-m", "convfill", "bench", "--json", "--mode", mode, "--rounds", "0"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["mode"] == mode and out["n"] == 0 and out["talker"]["merged"] is True
