@@ -3,8 +3,9 @@
 `LabelStore` takes a path (or a `sqlite_utils.Database`), migrates on construction, and opens one
 connection per thread: Gradio runs handlers on worker threads and sqlite3 connections must not cross
 threads. WAL lets readers proceed during writes; the busy timeout makes concurrent writers wait instead of
-failing. Each write is one transaction, so a crash never leaves half a turn. Only model *names* and
-settings are stored, never API keys.
+failing. A chat turn is written as it happens (its row, then each chunk and phrase, then its outcome), so a
+crash loses at most the phrase being generated; the app writes through `labeling.recorder.StoreWriter`, off
+the event loop. Only model *names* and settings are stored, never API keys.
 """
 
 from __future__ import annotations
@@ -51,6 +52,16 @@ def _scrub(d: dict | None) -> str | None:
 
 def _iso(ts: float | None = None) -> str:
     return datetime.fromtimestamp(ts if ts is not None else time.time(), timezone.utc).isoformat()
+
+
+def _chunk_row(turn_id: str, e: ChunkArrived) -> dict:
+    return {"turn_id": turn_id, "chunk_index": e.chunk_index, "text": e.text, "t_ms": e.t_ms}
+
+
+def _phrase_row(turn_id: str, e: PhraseEnded, started_ms: float | None, first_token_ms: float | None) -> dict:
+    return {"turn_id": turn_id, "phrase_index": e.phrase_index, "source": e.source, "chunk_index": e.chunk_index,
+            "text": e.text, "started_ms": started_ms, "first_token_ms": first_token_ms, "ended_ms": e.t_ms,
+            "n_tokens": e.n_tokens, "cancelled": int(e.cancelled)}
 
 
 @dataclass(frozen=True)
@@ -144,56 +155,81 @@ class LabelStore:
             raise StoreError(f"Cannot use {where}: {e}") from e
 
     # ------------------------------------------------------------------------------------------- write
-    def new_conversation(self, source: str = "chat", meta: dict | None = None) -> str:
-        """Create a conversation and return its id."""
-        cid = uuid.uuid4().hex
+    def new_conversation(self, source: str = "chat", meta: dict | None = None,
+                         conversation_id: str | None = None) -> str:
+        """Create a conversation (with the given id, if any; again with the same id: nothing) and return its id."""
+        cid = conversation_id or uuid.uuid4().hex
 
         def write():
             with self.db.conn:
-                self.db["conversations"].insert({"id": cid, "created_at": _iso(), "source": source,
-                                                 "meta": _scrub(meta)})
+                self.db.execute("insert or ignore into conversations (id, created_at, source, meta) "
+                                "values (?, ?, ?, ?)", [cid, _iso(), source, _scrub(meta)])
         self._guard(write)
         return cid
 
-    def record_turn(self, conversation_id: str, events: Iterable[Event], talker: dict | None = None,
-                    reasoner: dict | None = None, config: dict | None = None) -> str:
-        """Persist one finished turn (all rows in one transaction) and return its id."""
+    # A turn is written as it happens, so a crash or kill loses at most the phrase being generated:
+    # `begin_turn` at TurnStarted, `add_chunk` / `add_phrase` as they arrive, `end_turn` at TurnEnded. Each
+    # is one transaction and can be repeated after a failure without duplicating rows (unique indexes).
+    def begin_turn(self, conversation_id: str, start: TurnStarted, talker: dict | None = None,
+                   reasoner: dict | None = None, config: dict | None = None) -> None:
+        def write():
+            with self.db.conn:
+                if self.db.execute("select 1 from turns where id = ?", [start.turn_id]).fetchone():
+                    return
+                n = self.db.execute("select count(*) from turns where conversation_id = ?",
+                                    [conversation_id]).fetchone()[0]
+                self.db["turns"].insert({
+                    "id": start.turn_id, "conversation_id": conversation_id, "turn_index": n, "user": start.user,
+                    "reply": "", "end_reason": "incomplete", "started_at": _iso(start.wall_time),
+                    "talker": _scrub(talker), "reasoner": _scrub(reasoner), "config": _scrub(config)})
+        self._guard(write)
+
+    def add_chunk(self, turn_id: str, ev: ChunkArrived) -> None:
+        self._guard(lambda: self._insert_rows("chunks", [_chunk_row(turn_id, ev)]))
+
+    def add_phrase(self, turn_id: str, ev: PhraseEnded, started_ms: float | None, first_token_ms: float | None) -> None:
+        self._guard(lambda: self._insert_rows("phrases", [_phrase_row(turn_id, ev, started_ms, first_token_ms)]))
+
+    def end_turn(self, turn_id: str, events: Sequence[Event]) -> None:
+        """The turn's outcome and metrics, and its full event log (token deltas excepted)."""
         events = [e for e in events if not isinstance(e, PhraseDelta)]
-        start = next(e for e in events if isinstance(e, TurnStarted))
         end = next((e for e in events if isinstance(e, TurnEnded)), None)
         m = turn_metrics(events)
-        started = {e.phrase_index: e.t_ms for e in events if isinstance(e, PhraseStarted)}
-        first = {e.phrase_index: e.t_ms for e in events if isinstance(e, FirstToken)}
 
         def write():
-            db = self.db
-            with db.conn:
-                n = db.execute("select count(*) from turns where conversation_id = ?",
-                               [conversation_id]).fetchone()[0]
-                db["turns"].insert({
-                    "id": start.turn_id, "conversation_id": conversation_id, "turn_index": n,
-                    "user": start.user, "reply": end.reply if end else "",
-                    "end_reason": end.reason if end else "incomplete", "started_at": _iso(start.wall_time),
-                    "talker": _scrub(talker), "reasoner": _scrub(reasoner), "config": _scrub(config),
-                    "talker_ttft_ms": m.talker_ttft_ms, "reasoner_first_chunk_ms": m.reasoner_first_chunk_ms,
-                    "first_knowledge_phrase_ms": m.first_knowledge_phrase_ms,
-                    "chunk_to_phrase_lag_ms": m.chunk_to_phrase_lag_ms, "n_fillers": m.n_fillers,
-                    "n_chunks": m.n_chunks, "total_ms": m.total_ms,
-                })
-                db["chunks"].insert_all(
-                    {"turn_id": start.turn_id, "chunk_index": e.chunk_index, "text": e.text, "t_ms": e.t_ms}
-                    for e in events if isinstance(e, ChunkArrived))
-                db["phrases"].insert_all(
-                    {"turn_id": start.turn_id, "phrase_index": e.phrase_index, "source": e.source,
-                     "chunk_index": e.chunk_index, "text": e.text, "started_ms": started.get(e.phrase_index),
-                     "first_token_ms": first.get(e.phrase_index), "ended_ms": e.t_ms, "n_tokens": e.n_tokens,
-                     "cancelled": int(e.cancelled)}
-                    for e in events if isinstance(e, PhraseEnded))
-                db["events"].insert_all(
-                    {"turn_id": start.turn_id, "seq": i, "type": e.type, "t_ms": e.t_ms,
-                     "data": json.dumps(e.to_dict())}
-                    for i, e in enumerate(events))
+            with self.db.conn:
+                values = {"reply": end.reply if end else "", "end_reason": end.reason if end else "incomplete",
+                          "talker_ttft_ms": m.talker_ttft_ms, "reasoner_first_chunk_ms": m.reasoner_first_chunk_ms,
+                          "first_knowledge_phrase_ms": m.first_knowledge_phrase_ms,
+                          "chunk_to_phrase_lag_ms": m.chunk_to_phrase_lag_ms, "n_fillers": m.n_fillers,
+                          "n_chunks": m.n_chunks, "total_ms": m.total_ms}
+                cur = self.db.execute(f"update turns set {', '.join(f'{k} = ?' for k in values)} where id = ?",
+                                      [*values.values(), turn_id])
+                if cur.rowcount == 0:
+                    raise StoreError(f"turn {turn_id} is not in the store (its start was not saved)")
+                self.db["events"].insert_all(
+                    ({"turn_id": turn_id, "seq": i, "type": e.type, "t_ms": e.t_ms, "data": json.dumps(e.to_dict())}
+                     for i, e in enumerate(events)), ignore=True)
         self._guard(write)
+
+    def _insert_rows(self, table: str, rows: list[dict]) -> None:
+        with self.db.conn:
+            self.db[table].insert_all(rows, ignore=True)
+
+    def record_turn(self, conversation_id: str, events: Iterable[Event], talker: dict | None = None,
+                    reasoner: dict | None = None, config: dict | None = None) -> str:
+        """Persist one finished turn (batch use: imports, evaluation) and return its id."""
+        events = [e for e in events if not isinstance(e, PhraseDelta)]
+        start = next(e for e in events if isinstance(e, TurnStarted))
+        started = {e.phrase_index: e.t_ms for e in events if isinstance(e, PhraseStarted)}
+        first = {e.phrase_index: e.t_ms for e in events if isinstance(e, FirstToken)}
+        self.begin_turn(conversation_id, start, talker, reasoner, config)
+        self._guard(lambda: self._insert_rows("chunks", [_chunk_row(start.turn_id, e) for e in events
+                                                         if isinstance(e, ChunkArrived)]))
+        self._guard(lambda: self._insert_rows("phrases", [
+            _phrase_row(start.turn_id, e, started.get(e.phrase_index), first.get(e.phrase_index))
+            for e in events if isinstance(e, PhraseEnded)]))
+        self.end_turn(start.turn_id, events)
         return start.turn_id
 
     # -------------------------------------------------------------------------------------------- read
@@ -551,31 +587,3 @@ class LabelStore:
         """Reasoner names that answered stored turns (for the queue filter)."""
         return [r[0] for r in self.db.execute(
             "select distinct json_extract(reasoner, '$.reasoner') as r from turns where r is not null order by r")]
-
-
-class TurnRecorder:
-    """Engine observer that writes each turn to the store when it ends.
-
-    Args:
-        store: where to write.
-        conversation_id: the conversation the turns belong to (created when None).
-        talker, reasoner, config: descriptions stored with every turn (`describe()` dicts, no secrets).
-    """
-
-    def __init__(self, store: LabelStore, conversation_id: str | None = None, talker: dict | None = None,
-                 reasoner: dict | None = None, config: dict | None = None, source: str = "chat"):
-        self.store = store
-        self.conversation_id = conversation_id or store.new_conversation(source)
-        self.talker, self.reasoner, self.config = talker, reasoner, config
-        self._events: list[Event] = []
-        self.last_turn_id: str | None = None
-
-    def __call__(self, ev: Event) -> None:
-        if isinstance(ev, PhraseDelta):
-            return
-        if isinstance(ev, TurnStarted):
-            self._events = []
-        self._events.append(ev)
-        if isinstance(ev, TurnEnded):
-            self.last_turn_id = self.store.record_turn(self.conversation_id, self._events, self.talker,
-                                                       self.reasoner, self.config)

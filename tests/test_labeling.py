@@ -20,7 +20,8 @@ from labeling.cli import main
 from labeling.export import export_csv, export_jsonl, human_verdict
 from labeling.migrations import migrate
 from labeling.nli import Suggestion
-from labeling.store import LabelStore, StoreError, TurnRecorder
+from labeling.recorder import TurnRecorder
+from labeling.store import LabelStore, StoreError
 
 CONV_A = {"conversation": [
     {"user": "Who wrote Pride and Prejudice?",

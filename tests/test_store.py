@@ -11,7 +11,8 @@ from convfill.config import EngineConfig
 from convfill.engine import Engine
 from convfill.testing import ScriptedReasoner, ScriptedTalker, run_turn
 from labeling.migrations import migrate
-from labeling.store import LabelStore, StoreError, TurnRecorder
+from labeling.recorder import TurnRecorder
+from labeling.store import LabelStore, StoreError
 
 
 def test_schema_exact_columns(tmp_path):

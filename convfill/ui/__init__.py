@@ -70,6 +70,7 @@ def build_app(config: AppConfig | None = None, pool: ModelPool | None = None):
     """
     import gradio as gr
 
+    from labeling.recorder import StoreWriter
     from labeling.store import LabelStore
 
     from ..talkers.probe import llamacpp_status
@@ -86,7 +87,7 @@ def build_app(config: AppConfig | None = None, pool: ModelPool | None = None):
     if config.preload_talker:
         pool.talker(config.talkers[0])
     ctx = ChatContext(pool=pool, store=store, talker_choices=config.talkers, default_reasoner=default_reasoner,
-                      default_knowledge=config.default_knowledge, policy=config.policy)
+                      default_knowledge=config.default_knowledge, policy=config.policy, writer=StoreWriter(store))
     with StudioBlocks(title=config.title) as demo:
         gr.Markdown(f"## {config.title}\nA small local **Talker** speaks at once while a **Reasoner** streams "
                     "knowledge in the background (conversational infill). Fillers come from `<sil>`; "

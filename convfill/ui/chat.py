@@ -46,9 +46,10 @@ class ChatContext:
     default_reasoner: str = "local"
     default_knowledge: str = ""
     policy: Policy = dataclasses.field(default_factory=Policy)
+    writer: object | None = None  # the store's `labeling.recorder.StoreWriter`: writes off the event loop
 
     def new_session(self) -> ChatSession:
-        return ChatSession(self.pool, self.store, self.policy, self.talker_choices)
+        return ChatSession(self.pool, self.store, self.policy, self.talker_choices, self.writer)
 
 
 def config_control(name: str, cls: type = EngineConfig) -> gr.Number:
@@ -114,8 +115,9 @@ def make_handlers(ctx: ChatContext):
                     first = False
         except ConvFillError as e:
             raise gr.Error(str(e)) from e
-        if session.save_error:
-            gr.Warning(f"This turn was not saved: {session.save_error}")
+        notice = await session.saved()
+        if notice:
+            gr.Warning(notice)
         yield (*_outputs(session), gr.skip(), session)
 
     async def prefill(message: str, session: ChatSession | None, **settings) -> None:

@@ -174,8 +174,9 @@ class ChatSession:
         talkers: the Talker choices the app offers (public mode loads only these and the allowlist).
     """
 
-    def __init__(self, pool: ModelPool, store=None, policy: Policy | None = None, talkers: tuple[str, ...] = ()):
-        self.pool, self.store = pool, store
+    def __init__(self, pool: ModelPool, store=None, policy: Policy | None = None, talkers: tuple[str, ...] = (),
+                 writer=None):
+        self.pool, self.store, self.writer = pool, store, writer
         self.policy, self.offered_talkers = policy or Policy(), tuple(talkers)
         self.engine: Engine | None = None
         self.recorder = None
@@ -198,6 +199,19 @@ class ChatSession:
             self.save_error = str(e)
             raise
 
+    async def saved(self, timeout_s: float = 1.0) -> str | None:
+        """After a turn: None when it is in the store, else what to tell the user ("not saved: why", or
+        that it is waiting for a locked database). Waits up to `timeout_s`, off the event loop."""
+        if self.recorder is None:
+            return None
+        done = await asyncio.to_thread(self.recorder.wait, timeout_s)
+        error = self.save_error or self.recorder.error
+        if error:
+            return f"This turn was not saved: {error}"
+        if not done:
+            return "The database is busy: this turn will be saved as soon as it is free."
+        return None
+
     async def prepare(self, s: TurnSettings) -> None:
         """Load/build the models for the next turn and point the engine and recorder at them."""
         config = s.engine_config()
@@ -207,9 +221,9 @@ class ChatSession:
         if self.engine is None:
             observers = [self._observe]
             if self.store is not None:
-                from labeling.store import TurnRecorder
+                from labeling.recorder import TurnRecorder
 
-                self.recorder = TurnRecorder(self.store, source="chat")
+                self.recorder = TurnRecorder(self.store, source="chat", writer=self.writer)
                 observers.append(self._record)
             self.engine = Engine(talker, reasoner, config, observers=observers)
         else:
@@ -266,7 +280,7 @@ class ChatSession:
         if self.engine is not None:
             self.engine.reset()
         if self.recorder is not None:
-            self.recorder.conversation_id = self.recorder.store.new_conversation("chat")
+            self.recorder.new_conversation()
 
     # ----------------------------------------------------------------------------------------- views
     def messages(self) -> list[dict]:
