@@ -14,6 +14,7 @@ presses that arrive while the server is still answering are queued in the browse
 from __future__ import annotations
 
 import html
+import os
 import tempfile
 import threading
 import time
@@ -156,6 +157,24 @@ def _filters(model_label, min_score, max_score, reasoner, show, annotator) -> di
             "max_score": float(1 if max_score is None else max_score),
             "reasoner": None if reasoner in (None, "", ANY) else reasoner, "annotated": annotated,
             "annotator": by}
+
+
+EXPORT_KEEP_S = 600  # an export file lives this long: Gradio copies it into its own cache when it is sent
+
+
+def export_folder(now: float | None = None) -> Path:
+    """The one folder exports are written to (Gradio serves files from the temp dir); files older than
+    `EXPORT_KEEP_S` are deleted on each export, so exports no longer pile up in fresh temp dirs."""
+    folder = Path(tempfile.gettempdir()) / "convfill-exports"
+    folder.mkdir(exist_ok=True)
+    now = time.time() if now is None else now
+    for f in folder.glob("convfill-labels-*"):
+        try:
+            if now - f.stat().st_mtime > EXPORT_KEEP_S:
+                f.unlink()
+        except OSError:  # another export removed it first
+            pass
+    return folder
 
 
 def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
@@ -358,8 +377,8 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
                 f"Scored {done} phrases.")
 
     def on_export(fmt):
-        folder = Path(tempfile.mkdtemp(prefix="convfill-export-"))  # Gradio serves files from the temp dir
-        out = folder / f"convfill-labels-{time.strftime('%Y%m%d-%H%M%S')}.{fmt}"
+        folder = export_folder()
+        out = folder / f"convfill-labels-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(4).hex()}.{fmt}"
         s = (export_jsonl if fmt == "jsonl" else export_csv)(store, out)
         msg = (f"Exported {s.conversations} conversations / {s.phrases} acceptable phrases "
                f"({s.dropped} dropped)." if fmt == "jsonl" else f"Exported {s.rows} rows about {s.phrases} phrases.")

@@ -97,3 +97,18 @@ def test_broken_unicode_typed_in_the_app_loses_nothing(app):
     assert len(chat) == 6 and chat[-1]["content"]
     turns = demo.convfill_store.db.execute("select user from turns order by started_at").fetchall()
     assert [t[0] for t in turns] == ["Who wrote \ufffd Pride and Prejudice?", "And when?"]
+
+
+def test_exports_do_not_pile_up_in_temp_dirs(tmp_path, monkeypatch):
+    import os
+    import tempfile
+
+    from labeling import ui
+
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    folder = ui.export_folder()
+    old, fresh = folder / "convfill-labels-old.csv", folder / "convfill-labels-new.csv"
+    old.write_text("x")
+    fresh.write_text("y")
+    os.utime(old, (1, 1))
+    assert ui.export_folder() == folder and not old.exists() and fresh.exists()

@@ -49,6 +49,12 @@ class Talker:
     def prompt(self, ctx: PhraseContext) -> str:
         return build_prompt(ctx, self.template, self.system, self.style)
 
+    def count_tokens(self, text: str) -> int:
+        """How many tokens `text` is for this model (runtimes with a tokenizer count exactly; this is the
+        usual ~4 characters per token of English, for scripted Talkers)."""
+        tokenize = getattr(self, "tokenize", None)
+        return len(tokenize(text)) if tokenize else max(1, len(text) // 4)
+
     def generate(self, prompt: str, max_tokens: int, stop: threading.Event) -> Iterator[str]:
         """Blocking: yield text pieces of the completion; return at the end marker or when `stop` is set."""
         raise NotImplementedError

@@ -78,7 +78,7 @@ def build_app(config: AppConfig | None = None, pool: ModelPool | None = None):
     from .chat import ChatContext, build_chat_tab
 
     config = config or AppConfig.from_env()
-    pool = pool or ModelPool()
+    pool = pool or ModelPool(config.policy.limits.max_models)
     store = LabelStore(config.db)
     runtime = llamacpp_status()
     default_reasoner = config.default_reasoner
@@ -88,7 +88,8 @@ def build_app(config: AppConfig | None = None, pool: ModelPool | None = None):
         pool.talker(config.talkers[0])
     ctx = ChatContext(pool=pool, store=store, talker_choices=config.talkers, default_reasoner=default_reasoner,
                       default_knowledge=config.default_knowledge, policy=config.policy, writer=StoreWriter(store))
-    with StudioBlocks(title=config.title) as demo:
+    # delete_cache: Gradio's copies of served files (exports) older than an hour go, checked every 10 min
+    with StudioBlocks(title=config.title, delete_cache=(600, 3600)) as demo:
         gr.Markdown(f"## {config.title}\nA small local **Talker** speaks at once while a **Reasoner** streams "
                     "knowledge in the background (conversational infill). Fillers come from `<sil>`; "
                     "knowledge phrases are linked to their chunk on the timeline.")

@@ -9,6 +9,7 @@ cancels it inside the engine (barge-in). `ConvFillError`s become `gr.Error` with
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import time
@@ -47,19 +48,34 @@ class ChatContext:
     default_knowledge: str = ""
     policy: Policy = dataclasses.field(default_factory=Policy)
     writer: object | None = None  # the store's `labeling.recorder.StoreWriter`: writes off the event loop
+    # running turn handlers per session (a barge-in briefly runs two of one session); event loop only
+    talking: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+
+    def admit(self, session: ChatSession) -> None:
+        """Refuse a new turn when `policy.limits.max_active_turns` other sessions are talking (a session's
+        own running turn does not count: its new message barges in on it)."""
+        cap = self.policy.limits.max_active_turns
+        others = sum(1 for sid, n in self.talking.items() if n > 0 and sid != id(session))
+        if cap is not None and others >= cap:
+            raise gr.Error(f"The server is busy: {others} conversations are talking right now. "
+                           "Try again in a few seconds.")
 
     def new_session(self) -> ChatSession:
         return ChatSession(self.pool, self.store, self.policy, self.talker_choices, self.writer)
 
 
-def config_control(name: str, cls: type = EngineConfig) -> gr.Number:
-    """A number box for dataclass field `name`: label, help, bounds and default from its metadata."""
+def config_control(name: str, cls: type = EngineConfig, cap: float | None = None) -> gr.Number:
+    """A number box for dataclass field `name`: label, help, bounds and default from its metadata, the
+    maximum (and default) lowered to `cap` where the server's limits say so."""
     f = cls.__dataclass_fields__[name]
     md = f.metadata
     is_int = isinstance(f.default, int) and not isinstance(f.default, bool)
-    return gr.Number(value=f.default, label=name, info=md.get("help"), minimum=md.get("lo"),
-                     maximum=md.get("hi"), precision=0 if is_int else None, step=1 if is_int else 0.05,
-                     elem_id=f"cf-{name}")
+    hi, value = md.get("hi"), f.default
+    if cap is not None:
+        hi = cap if hi is None else min(hi, cap)
+        value = min(value, cap)
+    return gr.Number(value=value, label=name, info=md.get("help"), minimum=md.get("lo"), maximum=hi,
+                     precision=0 if is_int else None, step=1 if is_int else 0.05, elem_id=f"cf-{name}")
 
 
 def reasoner_choices(policy: Policy | None = None) -> list[tuple[str, str]]:
@@ -96,6 +112,8 @@ def make_handlers(ctx: ChatContext):
         """Stream one turn: (chat messages, timeline HTML, metrics HTML, cleared textbox, session state)."""
         session = session or ctx.new_session()
         message = valid_unicode(message or "")  # a lone surrogate would break this client's session for good
+        ctx.admit(session)
+        ctx.talking[id(session)] += 1
         try:
             await session.prepare(_settings(settings))
             last, fresh_phrase = 0.0, False
@@ -115,6 +133,10 @@ def make_handlers(ctx: ChatContext):
                     first = False
         except ConvFillError as e:
             raise gr.Error(str(e)) from e
+        finally:
+            ctx.talking[id(session)] -= 1
+            if ctx.talking[id(session)] <= 0:
+                del ctx.talking[id(session)]
         notice = await session.saved()
         if notice:
             gr.Warning(notice)
@@ -190,7 +212,8 @@ def build_chat_tab(ctx: ChatContext) -> dict[str, gr.components.Component]:
                                  info="the shipped GGUF, a .gguf path, or a hub id / local dir (transformers; "
                                       "needs network for hub ids)")
             with gr.Accordion("Engine settings", open=False):
-                engine_controls = {name: config_control(name) for name in ENGINE_CONTROLS}
+                caps = ctx.policy.limits.engine_caps()
+                engine_controls = {name: config_control(name, cap=caps.get(name)) for name in ENGINE_CONTROLS}
             new_conv = gr.Button("New conversation", size="sm")
 
     reasoner.change(reasoner_changed, reasoner, [knowledge, api_group], queue=False, api_visibility="private")

@@ -13,6 +13,8 @@ constructor; they are never stored, logged or shown.
 from __future__ import annotations
 
 import asyncio
+import collections
+import os
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
@@ -93,27 +95,44 @@ def talker_spec(text: str | None) -> tuple[str, str | None]:
     return ("llamacpp" if text.lower().endswith(".gguf") else "transformers"), text
 
 
-class ModelPool:
-    """Models loaded once per process and shared by all sessions (loading is serialised)."""
+def _pool_key(spec: str) -> tuple[str, str | None]:
+    """`talker_spec`, with file paths resolved: every spelling of one file is one model in memory."""
+    runtime, model = talker_spec(spec)
+    if model and model != _BASE and os.path.exists(model):
+        model = os.path.realpath(model)
+    return runtime, model
 
-    def __init__(self) -> None:
-        self._talkers: dict[tuple[str, str | None], Talker] = {}
+
+class ModelPool:
+    """Models loaded once per process and shared by all sessions (loading is serialised).
+
+    At most `max_talkers` Talkers are kept (least recently used first out); one dropped while a session
+    still talks with it lives on in that session until it is done, then its memory is freed.
+    """
+
+    def __init__(self, max_talkers: int | None = 4) -> None:
+        self.max_talkers = max_talkers
+        self._talkers: collections.OrderedDict[tuple[str, str | None], Talker] = collections.OrderedDict()
         self._local: dict[str | None, Reasoner] = {}
         self._lock = threading.Lock()
 
     def add_talker(self, spec: str, talker: Talker) -> None:
         """Register an already loaded Talker under the Talker-box text `spec`."""
-        self._talkers[talker_spec(spec)] = talker
+        self._talkers[_pool_key(spec)] = talker
 
     def loaded_talker(self, spec: str) -> Talker | None:
         """The Talker for `spec` if it is loaded already, else None (never loads)."""
-        return self._talkers.get(talker_spec(spec))
+        return self._talkers.get(_pool_key(spec))
 
     def talker(self, spec: str) -> Talker:
         """Blocking: the Talker for `spec`, loading it on first use (TalkerLoadError with the reason)."""
-        key = talker_spec(spec)
+        key = _pool_key(spec)
         with self._lock:
-            if key not in self._talkers:
+            if key in self._talkers:
+                self._talkers.move_to_end(key)
+            else:
+                while self.max_talkers is not None and len(self._talkers) >= self.max_talkers:
+                    self._talkers.popitem(last=False)
                 runtime, model = key
                 try:
                     if model == _BASE:
@@ -215,6 +234,9 @@ class ChatSession:
     async def prepare(self, s: TurnSettings) -> None:
         """Load/build the models for the next turn and point the engine and recorder at them."""
         config = s.engine_config()
+        self.policy.limits.check_engine(config)
+        if s.reasoner == "oracle":
+            self.policy.limits.check_knowledge(s.knowledge)
         self.policy.check_model(s.talker, self.offered_talkers, what="Talker")
         talker = await asyncio.to_thread(self.pool.talker, s.talker)
         reasoner = await asyncio.to_thread(build_reasoner, s, self.pool, self.policy)
@@ -257,7 +279,9 @@ class ChatSession:
         """
         if self.engine is None:
             raise ConfigError("ChatSession.prepare() must run before a turn")
-        self.engine.check_input(text)  # InputError before anything is cancelled
+        clean = self.engine.check_input(text)  # InputError before anything is cancelled
+        if self.policy.limits.max_user_tokens is not None:
+            self.policy.limits.check_user_tokens(self.engine.talker.count_tokens(clean))
         await self.engine.cancel()
         self.save_error = None
         self.current = TurnView(text, reasoner_label(self.engine.reasoner) if self.engine.reasoner else "")
