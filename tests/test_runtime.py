@@ -166,6 +166,29 @@ def test_a_turn_cut_off_mid_phrase_exits_cleanly():
     assert codes == [0] * 5, [signal.Signals(-c).name if c < 0 else c for c in codes]
 
 
+@pytest.mark.model
+def test_the_app_keeps_torch_off_llamacpps_cores(monkeypatch, real_talker):
+    """torch and llama.cpp share libgomp: a multi-threaded torch call (the NLI judge) left llama.cpp decoding
+    at 29 instead of 71 tok/s for the rest of the process. The app runs torch on one thread."""
+    import torch
+
+    from convfill.ui import AppConfig, build_app
+    from convfill.ui.session import DEFAULT_TALKER, ModelPool
+
+    before = torch.get_num_threads()
+    pool = ModelPool()
+    pool.add_talker(DEFAULT_TALKER, real_talker)
+    try:
+        torch.set_num_threads(2)
+        build_app(AppConfig(), pool=pool)
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("CONVFILL_TORCH_THREADS", "2")
+        build_app(AppConfig(), pool=pool)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 # ------------------------------------------------------------------------------------------------ doctor
 def _doctor(env=None):
     proc = _cli("doctor", "--json", env=env)

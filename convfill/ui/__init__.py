@@ -61,6 +61,23 @@ class AppConfig:
         return cls(**kw)
 
 
+TORCH_THREADS_ENV = "CONVFILL_TORCH_THREADS"
+
+
+def _share_cores_with_llamacpp() -> None:
+    """Run torch work in this process (the NLI judges, the embeddings) on one thread.
+
+    torch and llama.cpp share libgomp here; a multi-threaded torch call on any other thread leaves an OpenMP
+    team behind, and from then on libgomp throttles the spinning of llama.cpp's team: the Talker's decode fell
+    from 71 to 29 tok/s and its TTFT rose from 60 to 97 ms for the rest of the process after one press of
+    "Score". Single-threaded torch creates no team; the offline judge takes 2.5 instead of 1.4 ms per pair.
+    `CONVFILL_TORCH_THREADS=N` overrides (docs/benchmarks.md, "torch in the same process").
+    """
+    import torch
+
+    torch.set_num_threads(int(os.environ.get(TORCH_THREADS_ENV) or 1))
+
+
 def build_app(config: AppConfig | None = None, pool: ModelPool | None = None):
     """The Gradio Blocks of ConvFill Studio.
 
@@ -81,6 +98,8 @@ def build_app(config: AppConfig | None = None, pool: ModelPool | None = None):
     pool = pool or ModelPool(config.policy.limits.max_models)
     store = LabelStore(config.db)
     runtime = llamacpp_status()
+    if runtime.ok:
+        _share_cores_with_llamacpp()
     default_reasoner = config.default_reasoner
     if not runtime.ok and default_reasoner == "local":
         default_reasoner = "oracle"  # the local Reasoner runs on llama.cpp too
