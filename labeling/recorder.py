@@ -122,12 +122,13 @@ class TurnRecorder:
         talker, reasoner, config: descriptions stored with every turn (`describe()` dicts, no secrets).
         writer: a `StoreWriter` to write through (the app: off the event loop); None writes synchronously
             (scripts, tests).
+        on_stored: called with a turn's id once the whole turn is in the store (e.g. `LiveJudge.submit`).
     """
 
     def __init__(self, store: LabelStore, conversation_id: str | None = None, talker: dict | None = None,
                  reasoner: dict | None = None, config: dict | None = None, source: str = "chat",
-                 writer: StoreWriter | None = None):
-        self.store, self.writer, self.source = store, writer, source
+                 writer: StoreWriter | None = None, on_stored: Callable[[str], None] | None = None):
+        self.store, self.writer, self.source, self.on_stored = store, writer, source, on_stored
         self.talker, self.reasoner, self.config = talker, reasoner, config
         self._events: list[Event] = []
         self._started: dict[int, float] = {}
@@ -167,7 +168,12 @@ class TurnRecorder:
             self._write(lambda: self.store.add_phrase(tid, ev, started, first))
         elif isinstance(ev, TurnEnded):
             events = list(self._events)
-            self._write(lambda: self.store.end_turn(tid, events))
+
+            def end():
+                self.store.end_turn(tid, events)
+                if self.on_stored is not None:
+                    self.on_stored(tid)
+            self._write(end)
 
     def _failed(self, e: Exception) -> None:
         self.error = str(e)

@@ -177,12 +177,14 @@ def export_folder(now: float | None = None) -> Path:
     return folder
 
 
-def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
+def build_labeling_tab(store: LabelStore, judge_loader=load_judge, tab=None) -> dict:
     """Build the tab's components and events inside the current `gr.Blocks`.
 
     Args:
         store: the shared store (the chat tab writes turns into the same one).
         judge_loader: `() -> (judge | None, message)`; called once, on first use, then cached.
+        tab: the `gr.Tab` this is built in: opening it refreshes the counts and the queue (chat turns
+            stored since the page loaded show up).
 
     Returns:
         The main components by name (for app.py and tests).
@@ -396,6 +398,8 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge) -> dict:
     common = [annotator, *filter_inputs, session]
     saved_name.change(on_restore, [saved_name, annotator], annotator, **serial)
     refresh.click(on_refresh, common, main_out, **serial)
+    if tab is not None:
+        tab.select(on_refresh, common, main_out, **serial)
     for f in (model_label, show, reasoner):
         f.input(on_refresh, common, main_out, **serial)
     for f in (min_score, max_score):

@@ -36,6 +36,8 @@ class AppConfig:
         preload_talker: load the default Talker at start-up, so the first turn does not wait for it.
         title: page title.
         policy: what visitors may ask for (`convfill.policy`; public mode on a Space).
+        live_judge: judge every stored chat phrase in the background (`labeling.live`; E/N/C badges on
+            the timeline). `CONVFILL_LIVE_JUDGE=0` turns it off.
     """
 
     db: str | None = None
@@ -45,6 +47,7 @@ class AppConfig:
     preload_talker: bool = False
     title: str = "ConvFill Studio"
     policy: Policy = Policy()
+    live_judge: bool = True
 
     @classmethod
     def from_env(cls, **overrides) -> "AppConfig":
@@ -56,7 +59,8 @@ class AppConfig:
             talkers = (DEFAULT_TALKER, BASE_TALKER, *extra)
         kw = dict(db=os.environ.get("CONVFILL_DB") or None, talkers=talkers,
                   default_reasoner=os.environ.get("CONVFILL_REASONER", cls.default_reasoner),
-                  policy=Policy.from_env())
+                  policy=Policy.from_env(),
+                  live_judge=os.environ.get("CONVFILL_LIVE_JUDGE", "1").strip().lower() not in ("0", "false", "no", "off"))
         kw.update(overrides)
         return cls(**kw)
 
@@ -87,6 +91,7 @@ def build_app(config: AppConfig | None = None, pool: ModelPool | None = None):
     """
     import gradio as gr
 
+    from labeling.live import LiveJudge
     from labeling.recorder import StoreWriter
     from labeling.store import LabelStore
 
@@ -106,7 +111,8 @@ def build_app(config: AppConfig | None = None, pool: ModelPool | None = None):
     if config.preload_talker:
         pool.talker(config.talkers[0])
     ctx = ChatContext(pool=pool, store=store, talker_choices=config.talkers, default_reasoner=default_reasoner,
-                      default_knowledge=config.default_knowledge, policy=config.policy, writer=StoreWriter(store))
+                      default_knowledge=config.default_knowledge, policy=config.policy, writer=StoreWriter(store),
+                      judge=LiveJudge(store) if config.live_judge else None)
     # delete_cache: Gradio's copies of served files (exports) older than an hour go, checked every 10 min
     with StudioBlocks(title=config.title, delete_cache=(600, 3600)) as demo:
         gr.Markdown(f"## {config.title}\nA small local **Talker** speaks at once while a **Reasoner** streams "
@@ -118,8 +124,9 @@ def build_app(config: AppConfig | None = None, pool: ModelPool | None = None):
             build_chat_tab(ctx)
         labeling_tab = _labeling_tab_builder()
         if labeling_tab is not None:
-            with gr.Tab("Labeling", id="labeling"):
-                labeling_tab(store)
+            with gr.Tab("Labeling", id="labeling") as tab:
+                extra = {"judge_loader": ctx.judge.load} if ctx.judge is not None else {}
+                labeling_tab(store, tab=tab, **extra)  # one judge in memory, shared with live judging
     demo.convfill_store = store  # for tests and scripts: the store this app writes to
     return demo
 

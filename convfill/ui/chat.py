@@ -48,6 +48,7 @@ class ChatContext:
     default_knowledge: str = ""
     policy: Policy = dataclasses.field(default_factory=Policy)
     writer: object | None = None  # the store's `labeling.recorder.StoreWriter`: writes off the event loop
+    judge: object | None = None  # `labeling.live.LiveJudge`: judges each stored turn in the background
     # running turn handlers per session (a barge-in briefly runs two of one session); event loop only
     talking: collections.Counter = dataclasses.field(default_factory=collections.Counter)
 
@@ -61,7 +62,7 @@ class ChatContext:
                            "Try again in a few seconds.")
 
     def new_session(self) -> ChatSession:
-        return ChatSession(self.pool, self.store, self.policy, self.talker_choices, self.writer)
+        return ChatSession(self.pool, self.store, self.policy, self.talker_choices, self.writer, self.judge)
 
 
 def config_control(name: str, cls: type = EngineConfig, cap: float | None = None) -> gr.Number:
@@ -95,7 +96,7 @@ def reasoner_choices(policy: Policy | None = None) -> list[tuple[str, str]]:
 
 def _outputs(session: ChatSession):
     events = session.last_events
-    return session.messages(), render_timeline(events), render_metrics(events)
+    return session.messages(), render_timeline(events, labels=session.labels), render_metrics(events)
 
 
 def _settings(kw: dict) -> TurnSettings:
@@ -141,6 +142,8 @@ def make_handlers(ctx: ChatContext):
         if notice:
             gr.Warning(notice)
         yield (*_outputs(session), gr.skip(), session)
+        if not notice and await session.judged():  # the live judge's E/N/C badges, once they are there
+            yield (*_outputs(session), gr.skip(), session)
 
     async def prefill(message: str, session: ChatSession | None, **settings) -> None:
         """As the user types: pre-compute the next turn's first-phrase prompt (never an error)."""

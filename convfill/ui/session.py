@@ -194,8 +194,9 @@ class ChatSession:
     """
 
     def __init__(self, pool: ModelPool, store=None, policy: Policy | None = None, talkers: tuple[str, ...] = (),
-                 writer=None):
-        self.pool, self.store, self.writer = pool, store, writer
+                 writer=None, judge=None):
+        self.pool, self.store, self.writer, self.judge = pool, store, writer, judge
+        self.labels: dict[int, str] = {}  # the last turn's NLI labels by phrase index (live judging)
         self.policy, self.offered_talkers = policy or Policy(), tuple(talkers)
         self.engine: Engine | None = None
         self.recorder = None
@@ -217,6 +218,15 @@ class ChatSession:
         except Exception as e:
             self.save_error = str(e)
             raise
+
+    async def judged(self, timeout_s: float = 5.0) -> dict[int, str]:
+        """After a turn: its phrases' NLI labels from the live judge (waits up to `timeout_s`, off the loop)."""
+        if self.judge is None or self.recorder is None or self.recorder.last_turn_id is None:
+            return {}
+        turn_id = self.recorder.last_turn_id
+        await asyncio.to_thread(self.judge.wait, turn_id, timeout_s)
+        self.labels = await asyncio.to_thread(self.judge.labels, turn_id)
+        return self.labels
 
     async def saved(self, timeout_s: float = 1.0) -> str | None:
         """After a turn: None when it is in the store, else what to tell the user ("not saved: why", or
@@ -245,7 +255,8 @@ class ChatSession:
             if self.store is not None:
                 from labeling.recorder import TurnRecorder
 
-                self.recorder = TurnRecorder(self.store, source="chat", writer=self.writer)
+                self.recorder = TurnRecorder(self.store, source="chat", writer=self.writer,
+                                             on_stored=self.judge.submit if self.judge is not None else None)
                 observers.append(self._record)
             self.engine = Engine(talker, reasoner, config, observers=observers)
         else:
@@ -284,6 +295,7 @@ class ChatSession:
             self.policy.limits.check_user_tokens(self.engine.talker.count_tokens(clean))
         await self.engine.cancel()
         self.save_error = None
+        self.labels = {}
         self.current = TurnView(text, reasoner_label(self.engine.reasoner) if self.engine.reasoner else "")
         self.turns.append(self.current)
         async for ev in self.engine.turn(text):

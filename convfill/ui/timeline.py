@@ -88,12 +88,17 @@ def _fold(events: Iterable[Event]):
     return chunks, phrases, errors, reasoner_end, turn_end, now
 
 
-def render_timeline(events: Iterable[Event], now_ms: float | None = None) -> str:
+BADGES = {"entailment": ("E", "#059669"), "neutral": ("N", "#6b7280"), "contradiction": ("C", "#dc2626")}
+
+
+def render_timeline(events: Iterable[Event], now_ms: float | None = None,
+                    labels: dict[int, str] | None = None) -> str:
     """SVG (inside a `<div>`) of one turn's events so far.
 
     Args:
         events: the turn's events in emission order (PhraseDelta events fill running phrases' hover text).
         now_ms: where running phrases end; default the latest event time.
+        labels: phrase index -> the NLI judge's label, drawn as an E/N/C badge over the phrase.
 
     Returns:
         An HTML string; an empty turn gives the two empty lanes.
@@ -185,7 +190,13 @@ def render_timeline(events: Iterable[Event], now_ms: float | None = None) -> str
             out.append(f'<line x1="{xf}" y1="{TALKER_Y - BAR_H / 2 - 3}" x2="{xf}" y2="{TALKER_Y + BAR_H / 2 + 3}" '
                        f'stroke="#111827" stroke-width="1.5"/>')
         out.append(f'<text x="{x0 + 2}" y="{TALKER_Y + BAR_H / 2 + 12 + (p.index % 2) * 10}" '
-                   f'fill="{col}">{_esc(origin)}</text></g>')
+                   f'fill="{col}">{_esc(origin)}</text>')
+        label = (labels or {}).get(p.index)
+        if label in BADGES:
+            letter, colour = BADGES[label]
+            out.append(f'<text class="cf-badge" data-label="{label}" x="{x0 + 2}" y="{TALKER_Y - BAR_H / 2 - 4}" '
+                       f'fill="{colour}" font-weight="bold"><title>NLI judge: {label}</title>{letter}</text>')
+        out.append("</g>")
 
     if turn_end is not None:
         xe = x(turn_end.t_ms)

@@ -1,0 +1,44 @@
+"""Live judging: a chat turn's phrases are judged in the background once the turn is stored, and the
+timeline shows each phrase's E/N/C badge. The shipped offline judge, real SQLite, the app's own API."""
+
+from __future__ import annotations
+
+import pytest
+from test_app import TURN, _client, app  # noqa: F401 - `app` is a fixture
+
+from convfill.ui.timeline import render_timeline
+
+pytestmark = pytest.mark.model
+
+
+def test_the_timeline_gets_badges_once_the_judge_has_spoken(app):
+    demo, url = app
+    job = _client(url).submit(message="Who wrote Pride and Prejudice?", **TURN)
+    job.result(timeout=300)
+    updates = job.outputs()
+    final_timeline = updates[-1][1]
+    assert 'class="cf-badge"' in final_timeline  # the last update carries the judge's labels
+    assert not any('class="cf-badge"' in u[1] for u in updates[:-2])  # not before the turn was stored
+    store = demo.convfill_store
+    (turn_id,) = store.db.execute("select id from turns").fetchone()
+    rows = store.db.execute("select p.phrase_index, p.source, s.label, s.model_id from phrases p join suggestions s "
+                            "on s.phrase_id = p.id where p.turn_id = ? order by p.phrase_index", [turn_id]).fetchall()
+    phrases = store.phrases(turn_id)
+    assert len(rows) == len([p for p in phrases if p["source"] != "error"]) >= 3  # every phrase, once
+    assert {r[3] for r in rows} == {rows[0][3]} and rows[0][3].startswith("convfill/minilm-nli-offline@")
+    for index, _, label, _ in rows:
+        assert f'data-label="{label}"' in final_timeline
+    knowledge = [r for r in rows if r[1] == "chunk"]
+    assert knowledge and all(r[2] == "entailment" for r in knowledge)  # "It was by Jane Austen." and co.
+
+
+def test_badges_are_drawn_over_their_phrases():
+    from convfill.events import FirstToken, PhraseEnded, PhraseStarted, TurnStarted
+
+    events = [TurnStarted(0.0, "t", "hi", 0.0), PhraseStarted(1.0, 0, "sil", None), FirstToken(2.0, 0),
+              PhraseEnded(5.0, 0, "Let me see.", "sil", None, 3, False),
+              PhraseStarted(6.0, 1, "sil", None), FirstToken(7.0, 1), PhraseEnded(9.0, 1, "Hmm.", "sil", None, 2, False)]
+    svg = render_timeline(events, labels={0: "neutral", 1: "contradiction", 7: "entailment"})
+    assert svg.count('class="cf-badge"') == 2
+    assert 'data-label="neutral"' in svg and 'data-label="contradiction"' in svg and ">C<" in svg
+    assert 'class="cf-badge"' not in render_timeline(events)
