@@ -176,12 +176,17 @@ def check_public_mode() -> Check:
     from .policy import Policy
 
     p = Policy.from_env()
+    lim = p.limits
+    turns = ("no cap on turns talking at once" if lim.max_active_turns is None
+             else f"at most {lim.max_active_turns} turns talking at once (CONVFILL_MAX_ACTIVE_TURNS)")
+    tokens = "messages of any length" if lim.max_user_tokens is None else f"messages up to {lim.max_user_tokens} tokens"
+    limits = f"{turns}, {tokens}, {lim.max_models} Talkers in memory"
     if p.public:
         hosts = ", ".join(p.allowed_hosts) or "none"
         return Check("public mode", OK, f"on: custom Base URLs only to allowed hosts ({hosts}), model paths only "
-                     "from the operator's list, key names hidden")
-    return Check("public mode", OK, "off (local use: every option open); set CONVFILL_PUBLIC=1 before exposing "
-                 "the app to the internet")
+                     f"from the operator's list, key names hidden; {limits}")
+    return Check("public mode", OK, f"off (local use: every option open; {limits}); set CONVFILL_PUBLIC=1 before "
+                 "exposing the app to the internet")
 
 
 CHECKS = (check_python, check_llamacpp, check_talker_weights, check_fallback_runtime, check_judge,

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 TALKERS: dict[str, str] = {
     "llamacpp": "convfill.talkers.llamacpp:LlamaCppTalker",
     "transformers": "convfill.talkers.transformers:TransformersTalker",
+    "remote": "convfill.talkers.remote:RemoteTalker",  # an OpenAI-compatible completions server
 }
 # llama.cpp-only options the fallback drops (the transformers runtime has no equivalent).
 _LLAMACPP_ONLY = ("n_threads", "n_ctx", "fast", "merge")

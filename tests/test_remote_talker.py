@@ -1,0 +1,124 @@
+"""The remote Talker against a real completions server: `python -m llama_cpp.server` on 127.0.0.1 serving
+the default Talker's own weights (the merged seed-adapter GGUF). It must say what the local runtime says,
+run whole turns through the engine and the app, and stop when a turn is cut off."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+from test_openai_llamacpp_server import READY_TIMEOUT_S, _free_port
+
+from convfill.config import EngineConfig
+from convfill.engine import Engine
+from convfill.errors import TalkerLoadError
+from convfill.events import PhraseEnded
+from convfill.prompt import PhraseContext
+from convfill.reasoners.oracle import OracleReasoner
+from convfill.talkers import get_talker
+
+pytestmark = pytest.mark.model
+CONTEXTS = (PhraseContext("Who wrote Pride and Prejudice?"),
+            PhraseContext("Who wrote Pride and Prejudice?", "Pride and Prejudice was written by Jane Austen.",
+                          earlier=("Pride and Prejudice, let me see who wrote it.",)),
+            PhraseContext("And in Fahrenheit?", "That is 212 degrees Fahrenheit.",
+                          prev_user="What is the boiling point of water?",
+                          prev_reply="Let me see. At sea level, water boils at 100 degrees Celsius."))
+
+
+@pytest.fixture(scope="module")
+def talker_server(tmp_path_factory, real_talker):
+    from convfill.talkers.llamacpp import SEED_ADAPTER, default_gguf_path
+    from convfill.talkers.merge import merged_copy
+
+    port = _free_port()
+    log = tmp_path_factory.mktemp("talker_server") / "server.log"
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(merged_copy(default_gguf_path(), SEED_ADAPTER)),
+           "--model_alias", "convfill-talker", "--port", str(port), "--host", "127.0.0.1", "--n_ctx", "2048",
+           "--n_threads", "2", "--verbose", "False"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
+            try:
+                if httpx.get(url + "/models", timeout=1.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _say(talker, ctx, n=32) -> str:
+    return "".join(talker.generate(talker.prompt(ctx), n, threading.Event())).strip()
+
+
+def test_remote_talker_says_what_the_local_runtime_says(talker_server, real_talker):
+    remote = get_talker("remote", model=talker_server)
+    assert remote.describe()["runtime"] == "remote" and remote.server_model == "convfill-talker"
+    assert remote.style == real_talker.style == "convfill"
+    for ctx in CONTEXTS:
+        assert _say(remote, ctx) == _say(real_talker, ctx), ctx
+
+
+async def test_remote_talker_runs_turns_and_stops_when_cut_off(talker_server):
+    remote = get_talker("remote", model=talker_server)
+    engine = Engine(remote, OracleReasoner("Jane Austen wrote Pride and Prejudice. It came out in 1813.",
+                                           first_chunk_s=0.3, gap_s=0.1), EngineConfig(max_phrase_tokens=16))
+    events = [ev async for ev in engine.turn("Who wrote Pride and Prejudice?")]
+    phrases = [e for e in events if isinstance(e, PhraseEnded)]
+    assert phrases[0].source == "sil" and any(p.source == "chunk" and "Austen" in p.text for p in phrases)
+    assert events[-1].reason == "done"
+    agen = remote.stream(PhraseContext("Describe every planet of the solar system in detail."), 400)
+    await anext(agen)
+    t0 = time.monotonic()
+    await agen.aclose()
+    acquired = await asyncio.to_thread(remote._lock.acquire, True, 5.0)
+    assert acquired and time.monotonic() - t0 < 3.0  # the stream was closed, not read to its end
+    remote._lock.release()
+
+
+def test_the_app_serves_an_operators_remote_talker(talker_server, monkeypatch):
+    from test_app import _client
+
+    from convfill.policy import Policy
+    from convfill.ui import AppConfig, build_app
+
+    spec = f"remote:{talker_server}"
+    monkeypatch.setenv("CONVFILL_TALKERS", spec)
+    demo = build_app(AppConfig.from_env(policy=Policy(public=True)))
+    demo.queue(default_concurrency_limit=None)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True)
+    try:
+        chat, timeline, *_ = _client(url).predict(
+            message="Who wrote Pride and Prejudice?", talker=spec, reasoner="oracle",
+            knowledge="Jane Austen wrote Pride and Prejudice.", reasoner_delay_s=0.3, max_phrase_tokens=16,
+            turn_timeout_s=120, api_name="/chat")
+        assert 'data-reason="done"' in timeline and "Austen" in str(chat[-1])
+        (talker,) = demo.convfill_store.db.execute("select talker from turns").fetchone()
+        assert '"runtime": "remote"' in talker
+    finally:
+        demo.close()
+
+
+def test_no_server_is_a_clear_load_error():
+    with pytest.raises(TalkerLoadError, match="no Talker server answers"):
+        get_talker("remote", model=f"http://127.0.0.1:{_free_port()}/v1")
