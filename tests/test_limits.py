@@ -95,3 +95,14 @@ def test_every_spelling_of_a_model_file_is_one_model_and_the_cache_is_bounded(tm
     pool.talker(DEFAULT_TALKER)  # a third model: the least recently used (a) is dropped
     assert pool.loaded_talker(str(a)) is None and pool.loaded_talker(str(b)) is not None
     assert len(loads) == 3
+
+
+@pytest.mark.model
+def test_the_load_benchmark_runs_every_turn_through_the_app(monkeypatch, tmp_path):
+    from convfill.eval.load import render, run_load
+
+    result = run_load(sessions=(1, 2), rounds=1, delay_s=0.2)
+    assert [r["sessions"] for r in result["rows"]] == [1, 2]
+    assert [(r["turns"], r["done"]) for r in result["rows"]] == [(1, 1), (2, 2)]
+    assert all(r["ttft_ms_p50"] is not None and not r["errors"] for r in result["rows"])
+    assert "| 2 | 2/2 |" in render(result)

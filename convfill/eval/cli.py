@@ -99,7 +99,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--label", default=None, help="run name of the turns it runs (default: entail)")
     _common(e)
     e.set_defaults(func=cmd_entail)
+    ld = sub.add_parser("load", help="many visitors at once through the app's API: TTFT per number of sessions")
+    ld.add_argument("--sessions", nargs="+", type=int, default=[1, 2, 4, 8], help="concurrent visitors per step")
+    ld.add_argument("--rounds", type=int, default=3, help="turns per visitor per step")
+    ld.add_argument("--reasoner-delay", type=float, default=0.5, help="the oracle's first-chunk delay (s)")
+    ld.add_argument("--url", default=None, help="a running app to measure (default: launch one here)")
+    ld.add_argument("--json", action="store_true", help="print JSON instead of the markdown table")
+    ld.set_defaults(func=cmd_load)
     return p
+
+
+def cmd_load(args) -> dict:
+    from .load import render, run_load
+
+    result = run_load(args.url, tuple(args.sessions), args.rounds, args.reasoner_delay)
+    return result if args.json else {**result, "_text": render(result)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,101 @@
+"""Many visitors at once, through the app's own API: `python -m convfill.eval load --sessions 1 2 4 8`.
+
+Each visitor is a `gradio_client.Client` (its own browser session) sending one question per round with
+the oracle Reasoner; N visitors send at the same moment. TTFT is the engine's own number, read from the
+metrics panel the page shows; "turn" is the client's wall time from submit to the turn's last update.
+Without `--url` the app is launched in this process on the offline defaults (public-mode limits off, so
+nobody is turned away); with `--url` any running app is measured. A script, not a test: numbers go to
+docs/benchmarks.md ("Many visitors at once").
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from contextlib import closing
+
+from ..metrics import percentile
+
+QUESTIONS = (
+    ("Who wrote Pride and Prejudice?", "Jane Austen wrote Pride and Prejudice. It was published in 1813."),
+    ("What is the capital of Australia?", "The capital of Australia is Canberra. It was chosen in 1908."),
+    ("How many moons does Mars have?", "Mars has two moons. They are called Phobos and Deimos."),
+    ("Who painted the Mona Lisa?", "Leonardo da Vinci painted the Mona Lisa. It hangs in the Louvre."),
+    ("What is the boiling point of water?", "Water boils at one hundred degrees Celsius at sea level."),
+    ("Which planet is the largest?", "Jupiter is the largest planet. It is a gas giant."),
+    ("Who discovered penicillin?", "Alexander Fleming discovered penicillin in 1928."),
+    ("What is the tallest mountain?", "Mount Everest is the tallest mountain above sea level."),
+)
+_TTFT = re.compile(r"data-metric='0'>([\d,.]+) ms<")
+
+
+def _free_port() -> int:
+    with closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _one_turn(url: str, i: int, delay_s: float, out: list, barrier: threading.Barrier) -> None:
+    from gradio_client import Client
+
+    question, knowledge = QUESTIONS[i % len(QUESTIONS)]
+    client = Client(url, verbose=False, download_files=False)
+    barrier.wait()
+    t0 = time.monotonic()
+    try:
+        chat, timeline, metrics, _ = client.predict(message=question, reasoner="oracle", knowledge=knowledge,
+                                                    reasoner_delay_s=delay_s, oracle_gap_s=0.3,
+                                                    turn_timeout_s=600, api_name="/chat")
+        m = _TTFT.search(metrics)
+        done = 'data-reason="done"' in timeline
+        out.append({"ttft_ms": float(m.group(1).replace(",", "")) if m else None, "turn_s": time.monotonic() - t0,
+                    "done": done})
+    except Exception as e:  # noqa: BLE001 - a refused or failed turn is a result, not a crash
+        out.append({"ttft_ms": None, "turn_s": time.monotonic() - t0, "done": False, "error": str(e)[:200]})
+
+
+def run_load(url: str | None = None, sessions=(1, 2, 4, 8), rounds: int = 3, delay_s: float = 0.5) -> dict:
+    """TTFT p50/p95 and turn p50 per number of concurrent visitors."""
+    demo = None
+    if url is None:
+        from ..policy import Policy
+        from ..ui import AppConfig, build_app
+
+        demo = build_app(AppConfig.from_env(preload_talker=True, policy=Policy(public=False)))
+        demo.queue(default_concurrency_limit=None)
+        _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True)
+    rows = []
+    try:
+        for n in sessions:
+            results: list[dict] = []
+            for _ in range(rounds):
+                barrier = threading.Barrier(n)
+                threads = [threading.Thread(target=_one_turn, args=(url, i, delay_s, results, barrier))
+                           for i in range(n)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+            ttfts = [r["ttft_ms"] for r in results if r["ttft_ms"] is not None]
+            rows.append({"sessions": n, "turns": len(results), "done": sum(r["done"] for r in results),
+                         "ttft_ms_p50": _r(percentile(ttfts, 50)), "ttft_ms_p95": _r(percentile(ttfts, 95)),
+                         "turn_s_p50": _r(percentile([r["turn_s"] for r in results], 50), 2),
+                         "errors": sorted({r["error"] for r in results if "error" in r})})
+    finally:
+        if demo is not None:
+            demo.close()
+    return {"reasoner": f"oracle, first chunk after {delay_s:g} s", "rounds": rounds, "rows": rows}
+
+
+def _r(v, digits: int = 1):
+    return None if v is None else round(v, digits)
+
+
+def render(result: dict) -> str:
+    lines = ["| concurrent sessions | turns done | TTFT p50 / p95 | turn p50 |", "|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['sessions']} | {r['done']}/{r['turns']} | {r['ttft_ms_p50']} / {r['ttft_ms_p95']} ms | "
+                     f"{r['turn_s_p50']} s |")
+    return "\n".join(lines)
