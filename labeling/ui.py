@@ -407,12 +407,12 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge, tab=None) -> 
     annotator.change(on_name, common, [saved_name, *main_out], **{**serial, "trigger_mode": "always_last"})
     for btn, lab in ((b_ent, "entailment"), (b_neu, "neutral"), (b_con, "contradiction"), (b_acc, "accept")):
         btn.click(lambda *a, _lab=lab: do_label(_lab, *a), [annotator, *filter_inputs, note, session], main_out,
-                  **serial)
+                  api_name=f"label_{lab}", **serial)
     b_skip.click(on_skip, common, main_out, **serial)
     b_undo.click(on_undo, common, main_out, **serial)
     score_btn.click(on_score, None, [judge_status, status],
                     concurrency_id="labeling-score").then(on_refresh, common, main_out, **serial)
-    exp_jsonl.click(lambda: on_export("jsonl"), None, [download, status])
-    exp_csv.click(lambda: on_export("csv"), None, [download, status])
+    exp_jsonl.click(lambda: on_export("jsonl"), None, [download, status], api_name="export_jsonl")
+    exp_csv.click(lambda: on_export("csv"), None, [download, status], api_name="export_csv")
     return {"annotator": annotator, "card": card, "progress": progress, "status": status,
             "judge_status": judge_status, "agreement": agreement, "download": download}

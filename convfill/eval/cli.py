@@ -106,7 +106,19 @@ def build_parser() -> argparse.ArgumentParser:
     ld.add_argument("--url", default=None, help="a running app to measure (default: launch one here)")
     ld.add_argument("--json", action="store_true", help="print JSON instead of the markdown table")
     ld.set_defaults(func=cmd_load)
+    h = sub.add_parser("hostile", help="replay a hostile visitor's cases against a public app: held / degraded / "
+                                       "exposed / lost per case")
+    h.add_argument("--url", default=None, help="a running app (default: launch one here in public mode)")
+    h.add_argument("--json", action="store_true", help="print JSON instead of the markdown table")
+    h.set_defaults(func=cmd_hostile)
     return p
+
+
+def cmd_hostile(args) -> dict:
+    from .hostile import render, run_hostile
+
+    rows = run_hostile(args.url)
+    return {"cases": rows} if args.json else {"cases": rows, "_text": render(rows)}
 
 
 def cmd_load(args) -> dict:
