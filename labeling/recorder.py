@@ -123,12 +123,14 @@ class TurnRecorder:
         writer: a `StoreWriter` to write through (the app: off the event loop); None writes synchronously
             (scripts, tests).
         on_stored: called with a turn's id once the whole turn is in the store (e.g. `LiveJudge.submit`).
+        owner: who the conversations belong to (`labeling.roles.Identity.owner`), stored in their meta.
     """
 
     def __init__(self, store: LabelStore, conversation_id: str | None = None, talker: dict | None = None,
                  reasoner: dict | None = None, config: dict | None = None, source: str = "chat",
-                 writer: StoreWriter | None = None, on_stored: Callable[[str], None] | None = None):
-        self.store, self.writer, self.source, self.on_stored = store, writer, source, on_stored
+                 writer: StoreWriter | None = None, on_stored: Callable[[str], None] | None = None,
+                 owner: str | None = None):
+        self.store, self.writer, self.source, self.on_stored, self.owner = store, writer, source, on_stored, owner
         self.talker, self.reasoner, self.config = talker, reasoner, config
         self._events: list[Event] = []
         self._started: dict[int, float] = {}
@@ -141,7 +143,8 @@ class TurnRecorder:
     def new_conversation(self) -> str:
         """A new conversation id; its row is written like everything else (never on the caller's thread)."""
         cid = uuid.uuid4().hex
-        self._write(lambda: self.store.new_conversation(self.source, conversation_id=cid))
+        meta = {"owner": self.owner} if self.owner else None
+        self._write(lambda: self.store.new_conversation(self.source, meta, conversation_id=cid))
         self.conversation_id = cid
         return cid
 

@@ -397,7 +397,8 @@ class LabelStore:
 
     def _queue_where(self, model_label: str | None = "neutral", min_score: float = 0.0, max_score: float = 1.0,
                      reasoner: str | None = None, annotated: bool | None = False, annotator: str | None = None,
-                     model_id: str | None = None, exclude: Sequence[int] = ()) -> tuple[str, list]:
+                     model_id: str | None = None, exclude: Sequence[int] = (),
+                     owner: str | None = None) -> tuple[str, list]:
         """FROM ... WHERE ... of the queue and its parameters (shared by `queue` and `queue_count`)."""
         where, params = [_LABELABLE], []
         sub = "select max(s2.id) from suggestions s2 where s2.phrase_id = p.id"
@@ -422,6 +423,10 @@ class LabelStore:
             where.append(cond if annotated else "not " + cond)
             if annotator:
                 params.append(annotator)
+        if owner is not None:  # only the conversations of this visitor (`labeling.roles`)
+            where.append("p.turn_id in (select t.id from turns t join conversations c on c.id = t.conversation_id "
+                         "where json_extract(c.meta, '$.owner') = ?)")
+            params.append(owner)
         if exclude:
             where.append(f"p.id not in ({','.join('?' * len(exclude))})")
             params += list(exclude)
@@ -442,6 +447,7 @@ class LabelStore:
             annotator: whose labels `annotated` refers to.
             model_id: use this model's suggestions instead of the latest of any model.
             exclude: phrase ids to leave out (skipped ones).
+            owner: only phrases of conversations stored under this owner (`meta.owner`).
         """
         sql, params = self._queue_where(**filters)
         return [r[0] for r in self.db.execute(f"select p.id {sql} order by p.id limit ?", params + [int(limit)])]

@@ -25,6 +25,7 @@ import gradio as gr
 from convfill.untrusted import markdown_literal
 
 from .agreement import pairwise
+from .roles import Roles, identity_of
 from .export import export_csv, export_jsonl
 from .nli import LABELS, load_judge
 from .store import LabelStore, StoreError
@@ -177,7 +178,7 @@ def export_folder(now: float | None = None) -> Path:
     return folder
 
 
-def build_labeling_tab(store: LabelStore, judge_loader=load_judge, tab=None) -> dict:
+def build_labeling_tab(store: LabelStore, judge_loader=load_judge, tab=None, roles: Roles | None = None) -> dict:
     """Build the tab's components and events inside the current `gr.Blocks`.
 
     Args:
@@ -185,12 +186,20 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge, tab=None) -> 
         judge_loader: `() -> (judge | None, message)`; called once, on first use, then cached.
         tab: the `gr.Tab` this is built in: opening it refreshes the counts and the queue (chat turns
             stored since the page loaded show up).
+        roles: who may see, label, score and export (`labeling.roles`); default: local use, everyone.
 
     Returns:
         The main components by name (for app.py and tests).
     """
     judge_cache: dict = {}
     judge_lock = threading.Lock()
+    roles = roles or Roles()
+
+    def visitor(typed, request, profile):
+        """(annotator name, owner filter, identity): in public mode the account, and only the visitor's own
+        conversations unless they have a role."""
+        who = identity_of(request, profile)
+        return roles.annotator_name(who, typed), None if roles.sees_all(who) else who.owner, who
 
     def get_judge():
         # Loading DeBERTa takes seconds; one load per process, shared by every browser session.
@@ -283,11 +292,12 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge, tab=None) -> 
     main_out = [session, card, progress, status, agreement, note]
 
     # ----------------------------------------------------------------------------------- handlers
-    def on_load(saved, st):
-        name = (saved or "").strip()
+    def on_load(saved, st, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+        name, owner, _ = visitor(saved, request, profile)
+        name = name or ""
         has_scores = store.progress().scored > 0
         label = "neutral" if has_scores else ANY
-        flt = _filters(label, 0, 1, ANY, "todo_me", name)
+        flt = {**_filters(label, 0, 1, ANY, "todo_me", name), "owner": owner}
         st, html_ = advance(st, name or None, flt)
         return (gr.update(value=label), gr.update(choices=[ANY] + store.reasoners(), value=ANY),
                 *outputs(st, name or None, flt, "", html_, recount=True))
@@ -301,18 +311,24 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge, tab=None) -> 
         judge, msg = get_judge()
         return msg if judge is not None else f"**No NLI model is available.** {msg}"
 
-    def on_refresh(name, ml, lo, hi, rs, sh, st):
-        name = (name or "").strip() or None
-        flt = _filters(ml, lo, hi, rs, sh, name)
+    def on_refresh(name, ml, lo, hi, rs, sh, st, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+        name, owner, _ = visitor(name, request, profile)
+        flt = {**_filters(ml, lo, hi, rs, sh, name), "owner": owner}
         st, html_ = advance(st, name, flt)
         return outputs(st, name, flt, "", html_, recount=True)
 
-    def on_name(name, ml, lo, hi, rs, sh, st):
-        return ((name or "").strip(), *on_refresh(name, ml, lo, hi, rs, sh, st))
+    def on_name(name, ml, lo, hi, rs, sh, st, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+        return ((name or "").strip(), *on_refresh(name, ml, lo, hi, rs, sh, st, request, profile))
 
-    def do_label(label, name, ml, lo, hi, rs, sh, note_text, st):
-        name = (name or "").strip()
-        flt = _filters(ml, lo, hi, rs, sh, name)
+    def do_label(label, name, ml, lo, hi, rs, sh, note_text, st, request=None, profile=None):
+        name, owner, who = visitor(name, request, profile)
+        name = name or ""
+        flt = {**_filters(ml, lo, hi, rs, sh, name), "owner": owner}
+        if not roles.can_label(who):
+            st = {**st, "nonce": st["nonce"] + 1}
+            item = store.item(st["current"]) if st.get("current") is not None else None
+            return outputs(st, None, flt, "**Sign in to label**: on this public workbench labels are written under "
+                           "your account, and only annotators may write them.", _card(item, st["nonce"]))
         pid = st.get("current")
         if pid is None:
             st, html_ = advance(st, name or None, flt)
@@ -336,18 +352,19 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge, tab=None) -> 
         st, html_ = advance(st, name, flt)
         return outputs(st, name, flt, f"Phrase #{pid} {verb} **{r['label']}**.", html_, clear_note=True)
 
-    def on_skip(name, ml, lo, hi, rs, sh, st):
-        name = (name or "").strip() or None
-        flt = _filters(ml, lo, hi, rs, sh, name)
+    def on_skip(name, ml, lo, hi, rs, sh, st, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+        name, owner, _ = visitor(name, request, profile)
+        flt = {**_filters(ml, lo, hi, rs, sh, name), "owner": owner}
         pid = st.get("current")
         if pid is not None:
             st = {**st, "seen": (st["seen"] + [pid])[-SEEN_MAX:], "left": st.get("left", 1) - 1}
         st, html_ = advance(st, name, flt)
         return outputs(st, name, flt, f"Skipped phrase #{pid}." if pid is not None else "", html_)
 
-    def on_undo(name, ml, lo, hi, rs, sh, st):
-        name = (name or "").strip()
-        flt = _filters(ml, lo, hi, rs, sh, name)
+    def on_undo(name, ml, lo, hi, rs, sh, st, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+        name, owner, _ = visitor(name, request, profile)
+        name = name or ""
+        flt = {**_filters(ml, lo, hi, rs, sh, name), "owner": owner}
         if not st["undo"]:
             st = {**st, "nonce": st["nonce"] + 1}
             item = store.item(st["current"], name or None) if st.get("current") is not None else None
@@ -364,9 +381,11 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge, tab=None) -> 
         return outputs(st, name, flt, f"Undid your label on phrase #{pid} ({back}).",
                        _card(store.item(pid, name), st["nonce"]))
 
-    def on_score(progress_bar=gr.Progress()):
+    def on_score(request: gr.Request = None, profile: gr.OAuthProfile | None = None, progress_bar=gr.Progress()):
         from .scoring import score_unscored
 
+        if not roles.can_label(identity_of(request, profile)):
+            return gr.skip(), "Only annotators and admins may score phrases on this public workbench."
         judge, msg = get_judge()
         if judge is None:
             return f"**No NLI model is available.** {msg}", "Nothing was scored."
@@ -378,7 +397,9 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge, tab=None) -> 
         return (f"{msg}. Scored {done} phrases in {time.monotonic() - t0:.1f} s ({summary}).",
                 f"Scored {done} phrases.")
 
-    def on_export(fmt):
+    def on_export(fmt, request=None, profile=None):
+        if not roles.is_admin(identity_of(request, profile)):
+            return gr.update(visible=False), "Only this workbench's admins may export (exports hold every conversation)."
         folder = export_folder()
         out = folder / f"convfill-labels-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(4).hex()}.{fmt}"
         s = (export_jsonl if fmt == "jsonl" else export_csv)(store, out)
@@ -405,14 +426,25 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge, tab=None) -> 
     for f in (min_score, max_score):
         f.release(on_refresh, common, main_out, **serial)
     annotator.change(on_name, common, [saved_name, *main_out], **{**serial, "trigger_mode": "always_last"})
+    def label_handler(lab):
+        def handler(name, ml, lo, hi, rs, sh, note_text, st, request: gr.Request = None,
+                    profile: gr.OAuthProfile | None = None):
+            return do_label(lab, name, ml, lo, hi, rs, sh, note_text, st, request, profile)
+        return handler
+
     for btn, lab in ((b_ent, "entailment"), (b_neu, "neutral"), (b_con, "contradiction"), (b_acc, "accept")):
-        btn.click(lambda *a, _lab=lab: do_label(_lab, *a), [annotator, *filter_inputs, note, session], main_out,
-                  api_name=f"label_{lab}", **serial)
+        btn.click(label_handler(lab), [annotator, *filter_inputs, note, session], main_out, api_name=f"label_{lab}",
+                  **serial)
     b_skip.click(on_skip, common, main_out, **serial)
     b_undo.click(on_undo, common, main_out, **serial)
     score_btn.click(on_score, None, [judge_status, status],
                     concurrency_id="labeling-score").then(on_refresh, common, main_out, **serial)
-    exp_jsonl.click(lambda: on_export("jsonl"), None, [download, status], api_name="export_jsonl")
-    exp_csv.click(lambda: on_export("csv"), None, [download, status], api_name="export_csv")
+    def export_handler(fmt):
+        def handler(request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+            return on_export(fmt, request, profile)
+        return handler
+
+    exp_jsonl.click(export_handler("jsonl"), None, [download, status], api_name="export_jsonl")
+    exp_csv.click(export_handler("csv"), None, [download, status], api_name="export_csv")
     return {"annotator": annotator, "card": card, "progress": progress, "status": status,
             "judge_status": judge_status, "agreement": agreement, "download": download}

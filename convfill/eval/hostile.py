@@ -7,7 +7,7 @@ public mode on a fresh database with the default Talker. Verdicts:
 
 * held: refused with a clear message, or handled, and nothing lost;
 * degraded: it works, slower or with a notice, nothing lost;
-* exposed: the visitor got what they should not (reported, not hidden: some cases are still open work);
+* exposed: the visitor got what they should not;
 * lost: something a user said or did is gone.
 
 A script, not a test: its table goes into docs/benchmarks.md ("Public deployment").
@@ -99,14 +99,17 @@ def run_cases(url: str, db: str | None) -> list[Case]:
         "replaced by U+FFFD, the turn completed" if "event: complete" in stream else stream[-160:])
     other = _client(url)  # another anonymous visitor
     try:
-        file, _ = other.predict(api_name="/export_csv")
+        file, said = other.predict(api_name="/export_csv")
         file = file.get("value", file) if isinstance(file, dict) else file
         link = file.get("url") if isinstance(file, dict) else None
         text = urllib.request.urlopen(link, timeout=30).read().decode() if link else ""
         leaked = "My private question" in text
         add("anonymous export of every conversation", "exposed" if leaked else "held",
-            "another visitor's CSV holds the first visitor's conversation (roles are open work)" if leaked
-            else "the export does not hold other visitors' conversations")
+            "another visitor's CSV holds the first visitor's conversation" if leaked else f"refused: {said}")
+        card = other.predict("", "any", 0, 1, "any", "all", api_name="/on_refresh")[0]
+        add("reading another visitor's conversation in the Labeling queue",
+            "exposed" if "My private question" in card else "held",
+            "shown" if "My private question" in card else "a visitor's queue holds only their own conversations")
     except Exception as e:  # noqa: BLE001
         add("anonymous export of every conversation", "held", str(e)[:160])
     status = None
@@ -116,7 +119,7 @@ def run_cases(url: str, db: str | None) -> list[Case]:
     except Exception as e:  # noqa: BLE001
         status = f"refused: {e}"[:160]
     add("labeling as someone else ('zoe')", "exposed" if status and "labeled" in status else "held",
-        "any typed name is accepted (roles are open work)" if status and "labeled" in status else str(status))
+        "any typed name is accepted" if status and "labeled" in status else str(status).replace("**", ""))
     if db is not None:
         add(*_locked_db_case(url, db))
     add(*_busy_case(url))

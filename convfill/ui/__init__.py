@@ -126,7 +126,12 @@ def build_app(config: AppConfig | None = None, pool: ModelPool | None = None):
         if labeling_tab is not None:
             with gr.Tab("Labeling", id="labeling") as tab:
                 extra = {"judge_loader": ctx.judge.load} if ctx.judge is not None else {}
-                labeling_tab(store, tab=tab, **extra)  # one judge in memory, shared with live judging
+                from labeling.roles import Roles
+
+                if config.policy.public and os.environ.get("OAUTH_CLIENT_ID"):  # a Space with hf_oauth: true
+                    gr.LoginButton()
+                labeling_tab(store, tab=tab, roles=Roles.from_env(config.policy.public),
+                             **extra)  # one judge in memory, shared with live judging
     demo.convfill_store = store  # for tests and scripts: the store this app writes to
     return demo
 

@@ -21,6 +21,7 @@ import gradio as gr
 
 from ..config import EngineConfig
 from ..errors import ConvFillError
+from ..identity import identity_of
 from ..policy import Policy
 from ..untrusted import valid_unicode
 from ..events import FirstToken, PhraseDelta
@@ -61,8 +62,8 @@ class ChatContext:
             raise gr.Error(f"The server is busy: {others} conversations are talking right now. "
                            "Try again in a few seconds.")
 
-    def new_session(self) -> ChatSession:
-        return ChatSession(self.pool, self.store, self.policy, self.talker_choices, self.writer, self.judge)
+    def new_session(self, owner: str | None = None) -> ChatSession:
+        return ChatSession(self.pool, self.store, self.policy, self.talker_choices, self.writer, self.judge, owner)
 
 
 def config_control(name: str, cls: type = EngineConfig, cap: float | None = None) -> gr.Number:
@@ -109,9 +110,10 @@ def _settings(kw: dict) -> TurnSettings:
 def make_handlers(ctx: ChatContext):
     """The tab's event handlers, closed over the shared context."""
 
-    async def run_turn(message: str, session: ChatSession | None, **settings) -> AsyncIterator[tuple]:
+    async def run_turn(message: str, session: ChatSession | None, request: gr.Request = None,
+                       profile: gr.OAuthProfile | None = None, **settings) -> AsyncIterator[tuple]:
         """Stream one turn: (chat messages, timeline HTML, metrics HTML, cleared textbox, session state)."""
-        session = session or ctx.new_session()
+        session = session or ctx.new_session(identity_of(request, profile).owner)
         message = valid_unicode(message or "")  # a lone surrogate would break this client's session for good
         ctx.admit(session)
         ctx.talking[id(session)] += 1

@@ -194,8 +194,9 @@ class ChatSession:
     """
 
     def __init__(self, pool: ModelPool, store=None, policy: Policy | None = None, talkers: tuple[str, ...] = (),
-                 writer=None, judge=None):
+                 writer=None, judge=None, owner: str | None = None):
         self.pool, self.store, self.writer, self.judge = pool, store, writer, judge
+        self.owner = owner  # whose conversations these are (the workbench shows visitors only their own)
         self.labels: dict[int, str] = {}  # the last turn's NLI labels by phrase index (live judging)
         self.policy, self.offered_talkers = policy or Policy(), tuple(talkers)
         self.engine: Engine | None = None
@@ -255,7 +256,7 @@ class ChatSession:
             if self.store is not None:
                 from labeling.recorder import TurnRecorder
 
-                self.recorder = TurnRecorder(self.store, source="chat", writer=self.writer,
+                self.recorder = TurnRecorder(self.store, source="chat", writer=self.writer, owner=self.owner,
                                              on_stored=self.judge.submit if self.judge is not None else None)
                 observers.append(self._record)
             self.engine = Engine(talker, reasoner, config, observers=observers)
