@@ -13,6 +13,7 @@ presses that arrive while the server is still answering are queued in the browse
 
 from __future__ import annotations
 
+import collections
 import html
 import os
 import tempfile
@@ -160,6 +161,40 @@ def _filters(model_label, min_score, max_score, reasoner, show, annotator) -> di
             "annotator": by}
 
 
+class SessionStates:
+    """Each browser session's labeling state, kept server-side, with one lock per session.
+
+    Gradio hands a handler the state as it was when the event was queued; two events of one session in
+    flight could then both start from the same copy and one's changes be lost. Here a handler always starts
+    from the latest state of its session, one at a time per session. The least recently active sessions are
+    forgotten beyond `max_sessions` (their next event starts from what the browser sends).
+    """
+
+    def __init__(self, max_sessions: int = 2000):
+        self.max_sessions = max_sessions
+        self._states: collections.OrderedDict[str, dict] = collections.OrderedDict()
+        self._locks: dict[str, threading.RLock] = {}
+        self._guard = threading.Lock()
+
+    def run(self, request, given: dict, st_index: int, fn):
+        key = getattr(request, "session_hash", None)
+        if key is None:  # called without a browser session: the state as given
+            return fn(given)
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.RLock())
+        with lock:
+            with self._guard:
+                st = self._states.get(key, given)
+            out = fn(st)
+            with self._guard:
+                self._states[key] = out[st_index]
+                self._states.move_to_end(key)
+                while len(self._states) > self.max_sessions:
+                    old, _ = self._states.popitem(last=False)
+                    self._locks.pop(old, None)
+            return out
+
+
 EXPORT_KEEP_S = 600  # an export file lives this long: Gradio copies it into its own cache when it is sent
 
 
@@ -292,7 +327,7 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge, tab=None, rol
     main_out = [session, card, progress, status, agreement, note]
 
     # ----------------------------------------------------------------------------------- handlers
-    def on_load(saved, st, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+    def _on_load(saved, st, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
         name, owner, _ = visitor(saved, request, profile)
         name = name or ""
         has_scores = store.progress().scored > 0
@@ -311,14 +346,14 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge, tab=None, rol
         judge, msg = get_judge()
         return msg if judge is not None else f"**No NLI model is available.** {msg}"
 
-    def on_refresh(name, ml, lo, hi, rs, sh, st, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+    def _on_refresh(name, ml, lo, hi, rs, sh, st, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
         name, owner, _ = visitor(name, request, profile)
         flt = {**_filters(ml, lo, hi, rs, sh, name), "owner": owner}
         st, html_ = advance(st, name, flt)
         return outputs(st, name, flt, "", html_, recount=True)
 
-    def on_name(name, ml, lo, hi, rs, sh, st, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
-        return ((name or "").strip(), *on_refresh(name, ml, lo, hi, rs, sh, st, request, profile))
+    def _on_name(name, ml, lo, hi, rs, sh, st, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+        return ((name or "").strip(), *_on_refresh(name, ml, lo, hi, rs, sh, st, request, profile))
 
     def do_label(label, name, ml, lo, hi, rs, sh, note_text, st, request=None, profile=None):
         name, owner, who = visitor(name, request, profile)
@@ -352,7 +387,7 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge, tab=None, rol
         st, html_ = advance(st, name, flt)
         return outputs(st, name, flt, f"Phrase #{pid} {verb} **{r['label']}**.", html_, clear_note=True)
 
-    def on_skip(name, ml, lo, hi, rs, sh, st, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+    def _on_skip(name, ml, lo, hi, rs, sh, st, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
         name, owner, _ = visitor(name, request, profile)
         flt = {**_filters(ml, lo, hi, rs, sh, name), "owner": owner}
         pid = st.get("current")
@@ -361,7 +396,7 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge, tab=None, rol
         st, html_ = advance(st, name, flt)
         return outputs(st, name, flt, f"Skipped phrase #{pid}." if pid is not None else "", html_)
 
-    def on_undo(name, ml, lo, hi, rs, sh, st, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+    def _on_undo(name, ml, lo, hi, rs, sh, st, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
         name, owner, _ = visitor(name, request, profile)
         name = name or ""
         flt = {**_filters(ml, lo, hi, rs, sh, name), "owner": owner}
@@ -407,12 +442,28 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge, tab=None, rol
                f"({s.dropped} dropped)." if fmt == "jsonl" else f"Exported {s.rows} rows about {s.phrases} phrases.")
         return gr.update(value=str(out), visible=True), msg
 
-    # ----------------------------------------------------------------------------------- events
-    # Race: every handler below reads and writes the per-browser `session` (server-side gr.State). One
-    # concurrency group with limit 1 runs them one at a time in arrival order, so a refresh can never hand
-    # back a stale copy over a label that was saved in between, and "multiple" lets quick key presses on
-    # the same button queue up instead of being dropped while the previous one is answered.
-    serial = {"concurrency_id": "labeling-session", "concurrency_limit": 1, "trigger_mode": "multiple"}
+    # Race: the handlers read and write one browser session's labeling state. `sessions` keeps that state
+    # server-side and runs one session's handlers one at a time, each on the latest state, so a refresh can
+    # never hand back a stale copy over a label saved in between; other annotators never wait (they used to
+    # share one server-wide queue lane). "multiple" lets quick key presses queue instead of being dropped.
+    sessions = SessionStates()
+
+    def on_load(saved, st, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+        return sessions.run(request, st, 2, lambda s: _on_load(saved, s, request, profile))
+
+    def on_refresh(name, ml, lo, hi, rs, sh, st, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+        return sessions.run(request, st, 0, lambda s: _on_refresh(name, ml, lo, hi, rs, sh, s, request, profile))
+
+    def on_name(name, ml, lo, hi, rs, sh, st, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+        return sessions.run(request, st, 1, lambda s: _on_name(name, ml, lo, hi, rs, sh, s, request, profile))
+
+    def on_skip(name, ml, lo, hi, rs, sh, st, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+        return sessions.run(request, st, 0, lambda s: _on_skip(name, ml, lo, hi, rs, sh, s, request, profile))
+
+    def on_undo(name, ml, lo, hi, rs, sh, st, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+        return sessions.run(request, st, 0, lambda s: _on_undo(name, ml, lo, hi, rs, sh, s, request, profile))
+
+    serial = {"trigger_mode": "multiple"}
     root = gr.context.Context.root_block
     ev_load = root.load(on_load, [saved_name, session], [model_label, reasoner, *main_out], **serial)
     ev_load.then(on_judge_status, None, judge_status)
@@ -429,7 +480,8 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge, tab=None, rol
     def label_handler(lab):
         def handler(name, ml, lo, hi, rs, sh, note_text, st, request: gr.Request = None,
                     profile: gr.OAuthProfile | None = None):
-            return do_label(lab, name, ml, lo, hi, rs, sh, note_text, st, request, profile)
+            return sessions.run(request, st, 0,
+                                lambda s: do_label(lab, name, ml, lo, hi, rs, sh, note_text, s, request, profile))
         return handler
 
     for btn, lab in ((b_ent, "entailment"), (b_neu, "neutral"), (b_con, "contradiction"), (b_acc, "accept")):

@@ -106,12 +106,22 @@ def build_parser() -> argparse.ArgumentParser:
     ld.add_argument("--url", default=None, help="a running app to measure (default: launch one here)")
     ld.add_argument("--json", action="store_true", help="print JSON instead of the markdown table")
     ld.set_defaults(func=cmd_load)
+    ll = sub.add_parser("label-load", help="label latency through the app's API with N annotators at once")
+    ll.add_argument("--annotators", nargs="+", type=int, default=[1, 8], help="annotators labeling at once")
+    ll.add_argument("--labels", type=int, default=20, help="labels each annotator sends")
+    ll.set_defaults(func=cmd_label_load)
     h = sub.add_parser("hostile", help="replay a hostile visitor's cases against a public app: held / degraded / "
                                        "exposed / lost per case")
     h.add_argument("--url", default=None, help="a running app (default: launch one here in public mode)")
     h.add_argument("--json", action="store_true", help="print JSON instead of the markdown table")
     h.set_defaults(func=cmd_hostile)
     return p
+
+
+def cmd_label_load(args) -> dict:
+    from .load import run_label_load
+
+    return run_label_load(tuple(args.annotators), args.labels)
 
 
 def cmd_hostile(args) -> dict:

@@ -99,3 +99,53 @@ def render(result: dict) -> str:
         lines.append(f"| {r['sessions']} | {r['done']}/{r['turns']} | {r['ttft_ms_p50']} / {r['ttft_ms_p95']} ms | "
                      f"{r['turn_s_p50']} s |")
     return "\n".join(lines)
+
+
+def run_label_load(annotators=(1, 8), labels: int = 20, seed_file: str | None = None) -> dict:
+    """Label latency through the app's API: N annotators, each in their own session, labeling at once.
+
+    The app is launched here on a fresh database holding `seed_file` (default: data/seed/part_a.jsonl);
+    each annotator refreshes their queue, then sends `labels` labels back to back; latency is one call's
+    round trip (the label write, the next item, the progress line)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from ..ui import AppConfig, build_app
+
+    seed = Path(seed_file or Path(__file__).resolve().parents[2] / "data" / "seed" / "part_a.jsonl")
+    db = os.path.join(tempfile.mkdtemp(prefix="convfill-label-load-"), "convfill.db")
+    demo = build_app(AppConfig(db=db, live_judge=False))
+    demo.convfill_store.import_convfill(seed)
+    demo.queue(default_concurrency_limit=None)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True)
+    rows = []
+    try:
+        for n in annotators:
+            times: list[float] = []
+            lock = threading.Lock()
+
+            def annotator(i: int, barrier: threading.Barrier) -> None:
+                from gradio_client import Client
+
+                c = Client(url, verbose=False, download_files=False)
+                name, filters = f"annotator-{n}-{i}", ("any", 0, 1, "any", "todo_me")
+                c.predict(name, *filters, api_name="/on_refresh")
+                barrier.wait()
+                for _ in range(labels):
+                    t0 = time.monotonic()
+                    c.predict(name, *filters, "", api_name="/label_neutral")
+                    with lock:
+                        times.append((time.monotonic() - t0) * 1000)
+
+            barrier = threading.Barrier(n)
+            threads = [threading.Thread(target=annotator, args=(i, barrier)) for i in range(n)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            rows.append({"annotators": n, "labels": len(times), "latency_ms_p50": _r(percentile(times, 50)),
+                         "latency_ms_p95": _r(percentile(times, 95))})
+    finally:
+        demo.close()
+    return {"labels_per_annotator": labels, "rows": rows}
