@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from .errors import ConfigError
 
 PUBLIC_ENV, HOSTS_ENV, MODELS_ENV = "CONVFILL_PUBLIC", "CONVFILL_ALLOWED_HOSTS", "CONVFILL_ALLOWED_MODELS"
+CHAT_ENV = "CONVFILL_CHAT"
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
@@ -133,6 +134,7 @@ class Policy:
     allowed_hosts: tuple[str, ...] = ()
     allowed_models: tuple[str, ...] = ()
     limits: Limits = Limits()
+    chat: str = "all"  # "all" or "signed-in": who may chat in public mode (CONVFILL_CHAT)
 
     @classmethod
     def from_env(cls) -> "Policy":
@@ -145,8 +147,15 @@ class Policy:
             raise ConfigError(f"{PUBLIC_ENV}={flag!r}: use 1 or 0")
         else:
             public = bool(os.environ.get("SPACE_ID"))
+        chat = os.environ.get(CHAT_ENV, "all").strip().lower() or "all"
+        if chat not in ("all", "signed-in"):
+            raise ConfigError(f"{CHAT_ENV}={chat!r}: use all or signed-in")
         return cls(public, tuple(h.lower() for h in _split(os.environ.get(HOSTS_ENV))),
-                   _split(os.environ.get(MODELS_ENV)), Limits.from_env(public))
+                   _split(os.environ.get(MODELS_ENV)), Limits.from_env(public), chat)
+
+    def check_may_chat(self, signed_in: bool) -> None:
+        if self.public and self.chat == "signed-in" and not signed_in:
+            raise PolicyError("Sign in to chat on this server (its operator allows signed-in visitors only).")
 
     def check_base_url(self, url: str) -> str:
         """`url` stripped, or PolicyError / ConfigError. Blank means the provider's own endpoint."""

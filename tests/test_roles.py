@@ -115,3 +115,54 @@ def test_local_use_keeps_every_option():
     public = Roles(public=True, admins=frozenset({"ada"}), annotators=frozenset({"*"}))
     assert not public.can_label(nobody) and public.annotator_name(nobody, "ada") is None
     assert public.can_label(identity_of(type("R", (), {"username": "bob", "session_hash": "s"})(), None))
+
+
+def test_the_operator_can_keep_chat_to_signed_in_visitors():
+    from gradio_client import Client
+
+    from convfill.ui import AppConfig, build_app
+
+    pool = ModelPool()
+    pool.add_talker(DEFAULT_TALKER, ScriptedTalker(first_token_s=0.01, per_token_s=0.005))
+    demo = build_app(AppConfig(policy=Policy(public=True, chat="signed-in"), live_judge=False), pool=pool)
+    demo.queue(default_concurrency_limit=None)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True)
+    try:
+        with pytest.raises(AppError, match="Sign in to chat"):
+            Client(url, verbose=False).predict(message="hello", **TURN)
+        assert demo.convfill_store.db.execute("select count(*) from turns").fetchone()[0] == 0
+    finally:
+        demo.close()
+    demo = build_app(AppConfig(policy=Policy(public=True, chat="signed-in"), live_judge=False), pool=pool)
+    demo.queue(default_concurrency_limit=None)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True, auth=USERS)
+    try:
+        _as(url, "eve").predict(message="hello", **TURN)  # signed in: welcome
+    finally:
+        demo.close()
+
+
+def test_one_sessions_events_see_the_latest_state_and_other_sessions_never_wait():
+    import threading
+    import time
+
+    from labeling.ui import SessionStates
+
+    states = SessionStates()
+    req = lambda h: type("R", (), {"session_hash": h})()  # noqa: E731
+    stale = {"n": 0}
+
+    def bump(s):
+        time.sleep(0.05)
+        return ({"n": s["n"] + 1},)
+
+    threads = [threading.Thread(target=states.run, args=(req("a"), stale, 0, bump)) for _ in range(5)]
+    for t in threads:
+        t.start()
+    t0 = time.monotonic()
+    quick = states.run(req("b"), {"n": 100}, 0, lambda s: ({"n": s["n"] + 1},))  # another annotator
+    waited = time.monotonic() - t0
+    for t in threads:
+        t.join()
+    assert quick == ({"n": 101},) and waited < 0.05  # b did not queue behind a's five events
+    assert states.run(req("a"), stale, 0, lambda s: (s,)) == ({"n": 5},)  # none of a's updates was lost

@@ -113,7 +113,12 @@ def make_handlers(ctx: ChatContext):
     async def run_turn(message: str, session: ChatSession | None, request: gr.Request = None,
                        profile: gr.OAuthProfile | None = None, **settings) -> AsyncIterator[tuple]:
         """Stream one turn: (chat messages, timeline HTML, metrics HTML, cleared textbox, session state)."""
-        session = session or ctx.new_session(identity_of(request, profile).owner)
+        who = identity_of(request, profile)
+        try:
+            ctx.policy.check_may_chat(who.name is not None)
+        except ConvFillError as e:
+            raise gr.Error(str(e)) from e
+        session = session or ctx.new_session(who.owner)
         message = valid_unicode(message or "")  # a lone surrogate would break this client's session for good
         ctx.admit(session)
         ctx.talking[id(session)] += 1
