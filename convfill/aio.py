@@ -34,6 +34,8 @@ async def iterate_in_thread(make_iter: Callable[[threading.Event], Iterator[T]],
 
     def worker() -> None:
         try:
+            if stop.is_set():  # cancelled while it waited for the model thread: do not even start
+                return
             for item in make_iter(stop):
                 if stop.is_set():
                     break

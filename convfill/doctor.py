@@ -89,7 +89,7 @@ def check_judge() -> Check:
 
     name = nli.configured_model()
     cached = _hub_cached(name) or Path(name).is_dir()
-    offline = None
+    offline, offline_error = None, "the offline judge's delta file is missing"
     try:
         offline_judge.base_model_dir()
         if (offline_judge.artifact_dir() / offline_judge.DELTA_FILE).is_file():

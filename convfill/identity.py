@@ -9,6 +9,7 @@ importing Gradio.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 
@@ -32,5 +33,6 @@ def identity_of(request=None, profile=None) -> Identity:
     name = name or getattr(request, "username", None)
     if name:
         return Identity(str(name), f"user:{name}")
-    session = getattr(request, "session_hash", None) or "unknown"
-    return Identity(None, f"session:{session}")
+    session = getattr(request, "session_hash", None)
+    # A call without a browser session (a bare HTTP POST) gets an owner of its own, never a shared one.
+    return Identity(None, f"session:{session}" if session else f"call:{uuid.uuid4().hex}")

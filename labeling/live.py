@@ -30,9 +30,10 @@ class LiveJudge:
 
     def __init__(self, store: LabelStore, judge_loader=load_judge, max_waiting: int = 64):
         self.store, self.judge_loader = store, judge_loader
-        self._waiting: collections.deque[str] = collections.deque(maxlen=max_waiting)
+        self.max_waiting = max_waiting
+        self._waiting: collections.deque[str] = collections.deque()
         self._cond = threading.Condition()
-        self._judged: set[str] = set()
+        self._judged: collections.OrderedDict[str, None] = collections.OrderedDict()  # recent turns, bounded
         self._judge = None
         self._message: str | None = None
         self._load_lock = threading.Lock()
@@ -50,7 +51,9 @@ class LiveJudge:
         """Judge the phrases of stored turn `turn_id` soon (never blocks)."""
         with self._cond:
             self._waiting.append(turn_id)
-            self._cond.notify()
+            while len(self._waiting) > self.max_waiting:  # the oldest waits for "Score" instead
+                self._done(self._waiting.popleft())
+            self._cond.notify_all()
 
     def wait(self, turn_id: str, timeout: float) -> bool:
         """Block until `turn_id` has been judged (or there is no judge); False on timeout."""
@@ -77,8 +80,14 @@ class LiveJudge:
             except Exception:  # noqa: BLE001 - a failed judgement leaves the phrases for "Score"
                 log.exception("live judging of turn %s failed", turn_id)
             with self._cond:
-                self._judged.add(turn_id)
-                self._cond.notify_all()
+                self._done(turn_id)
+
+    def _done(self, turn_id: str) -> None:
+        """Under `_cond`: `turn_id` is as judged as it will get (waiters stop waiting)."""
+        self._judged[turn_id] = None
+        while len(self._judged) > 4 * self.max_waiting:
+            self._judged.popitem(last=False)
+        self._cond.notify_all()
 
     def _judge_turn(self, turn_id: str) -> None:
         judge, _ = self.load()

@@ -136,7 +136,7 @@ class TurnRecorder:
         self._started: dict[int, float] = {}
         self._first: dict[int, float] = {}
         self.last_turn_id: str | None = None
-        self.error: str | None = None  # why the latest write failed, until a later one succeeds
+        self.error: str | None = None  # why a write of the current turn failed
         self._last_ticket = 0
         self.conversation_id = conversation_id or self.new_conversation()
 
@@ -153,6 +153,7 @@ class TurnRecorder:
             return
         if isinstance(ev, TurnStarted):
             self._events, self._started, self._first = [], {}, {}
+            self.error = None  # a failed write is reported for its turn, even if later writes succeed
             self.last_turn_id = ev.turn_id
             cid, talker, reasoner, config = self.conversation_id, self.talker, self.reasoner, self.config
             self._write(lambda: self.store.begin_turn(cid, ev, talker, reasoner, config))
@@ -185,18 +186,11 @@ class TurnRecorder:
         if self.writer is None:
             try:
                 job()
-                self.error = None
             except Exception as e:
                 self._failed(e)
                 raise
             return
-        self._last_ticket = self.writer.submit(self._clearing(job), self._failed)
-
-    def _clearing(self, job):
-        def run():
-            job()
-            self.error = None
-        return run
+        self._last_ticket = self.writer.submit(job, self._failed)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until everything recorded so far is written (or failed); False on timeout."""

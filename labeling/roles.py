@@ -7,8 +7,9 @@ before and everyone may do everything.
 In public mode the operator grants roles by environment:
 
 * `CONVFILL_ADMINS` (comma-separated user names): see every conversation, export, score;
-* `CONVFILL_ANNOTATORS` (names, or `*` = anyone signed in; default `*`): label every conversation's phrases,
-  always under their own name;
+* `CONVFILL_ANNOTATORS` (names, or `*` = anyone signed in; default: nobody): see and label every
+  conversation's phrases, always under their own name (`*` therefore shows every conversation to anyone
+  with an account: only for workbenches whose chats are not private);
 * everybody else sees only the conversations of their own session or account and cannot label, score or
   export.
 
@@ -38,11 +39,11 @@ class Roles:
 
     public: bool = False
     admins: frozenset[str] = frozenset()
-    annotators: frozenset[str] = frozenset({"*"})
+    annotators: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, public: bool) -> "Roles":
-        return cls(public, _names(ADMINS_ENV), _names(ANNOTATORS_ENV, "*"))
+        return cls(public, _names(ADMINS_ENV), _names(ANNOTATORS_ENV))
 
     def is_admin(self, who: Identity) -> bool:
         return not self.public or who.name in self.admins

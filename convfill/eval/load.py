@@ -63,7 +63,11 @@ def run_load(url: str | None = None, sessions=(1, 2, 4, 8), rounds: int = 3, del
         from ..policy import Policy
         from ..ui import AppConfig, build_app
 
-        demo = build_app(AppConfig.from_env(preload_talker=True, policy=Policy(public=False)))
+        import os
+        import tempfile
+
+        db = os.path.join(tempfile.mkdtemp(prefix="convfill-load-"), "convfill.db")  # never the user's store
+        demo = build_app(AppConfig.from_env(db=db, preload_talker=True, live_judge=False, policy=Policy(public=False)))
         demo.queue(default_concurrency_limit=None)
         _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True)
     rows = []
@@ -71,7 +75,7 @@ def run_load(url: str | None = None, sessions=(1, 2, 4, 8), rounds: int = 3, del
         for n in sessions:
             results: list[dict] = []
             for _ in range(rounds):
-                barrier = threading.Barrier(n)
+                barrier = threading.Barrier(n, timeout=120)
                 threads = [threading.Thread(target=_one_turn, args=(url, i, delay_s, results, barrier))
                            for i in range(n)]
                 for t in threads:
@@ -138,7 +142,7 @@ def run_label_load(annotators=(1, 8), labels: int = 20, seed_file: str | None = 
                     with lock:
                         times.append((time.monotonic() - t0) * 1000)
 
-            barrier = threading.Barrier(n)
+            barrier = threading.Barrier(n, timeout=120)
             threads = [threading.Thread(target=annotator, args=(i, barrier)) for i in range(n)]
             for t in threads:
                 t.start()

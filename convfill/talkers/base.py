@@ -39,7 +39,9 @@ class Talker:
         # One generation at a time per loaded model: llama.cpp and torch KV caches are not thread-safe,
         # and two sessions of the app can share one Talker.
         self._lock = threading.Lock()
-        self._wanted = threading.Event()
+        self._wanted = threading.Event()  # set while any generation waits for the model (warm-ups yield to it)
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
         # Every call into the model runs on this one long-lived thread. llama.cpp's OpenMP keeps a thread
         # team per calling thread that spins for a while after each call: work from a second thread
         # (a prefill, then a phrase) made two teams fight over the cores, and a new thread per phrase
@@ -59,10 +61,34 @@ class Talker:
         """Blocking: yield text pieces of the completion; return at the end marker or when `stop` is set."""
         raise NotImplementedError
 
-    def _locked_generate(self, prompt: str, max_tokens: int, stop: threading.Event) -> Iterator[str]:
-        self._wanted.set()  # a running warm-up yields the model to us after its current batch
+    def _wait_for_model(self):
+        """Count one generation as waiting for the model; returns its `release()` (idempotent). `_wanted` is
+        set while any waits: with two phrases queued, the first to start must not let a warm-up slip in
+        ahead of the second."""
+        released = [False]
+
+        def update() -> None:
+            if self._waiting > 0:
+                self._wanted.set()
+            else:
+                self._wanted.clear()
+
+        def release() -> None:
+            with self._waiting_lock:
+                if not released[0]:
+                    released[0] = True
+                    self._waiting -= 1
+                    update()
+
+        with self._waiting_lock:
+            self._waiting += 1
+            update()
+        return release
+
+    def _locked_generate(self, prompt: str, max_tokens: int, stop: threading.Event,
+                         release=lambda: None) -> Iterator[str]:
         with self._lock:
-            self._wanted.clear()
+            release()
             yield from self.generate(prompt, max_tokens, stop)
 
     def warm_prefix(self, prefix: str) -> None:
@@ -97,10 +123,13 @@ class Talker:
     async def stream(self, ctx: PhraseContext, max_tokens: int = 48) -> AsyncIterator[str]:
         """Async text pieces of one phrase for `ctx`."""
         prompt = self.prompt(ctx)
-        self._wanted.set()  # before queueing: a warm-up on the model thread yields after its current batch
-        async for piece in iterate_in_thread(lambda stop: self._locked_generate(prompt, max_tokens, stop),
-                                             self._model_thread):
-            yield piece
+        release = self._wait_for_model()  # before queueing: a warm-up on the model thread yields to it
+        try:
+            async for piece in iterate_in_thread(
+                    lambda stop: self._locked_generate(prompt, max_tokens, stop, release), self._model_thread):
+                yield piece
+        finally:
+            release()  # cancelled before the model thread reached it: no longer waiting
 
     def describe(self) -> dict:
         """What gets logged about this Talker (never secrets)."""

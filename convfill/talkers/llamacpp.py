@@ -187,6 +187,10 @@ class LlamaCppTalker(Talker):
                 if a != b:
                     break
                 n += 1
+            if n == len(tokens) and len(cached) > n:
+                # The prompt is a strict prefix of the cache: the logits held are a later position's. Evaluate
+                # its last token again, or the next generate would sample from them.
+                n -= 1
             self.llm.n_tokens = n
             for i in range(n, len(tokens), self._WARM_BATCH):
                 if self._wanted.is_set():

@@ -1,8 +1,10 @@
 """A Talker on an OpenAI-compatible *completions* server: raw ConvFill prompts in, streamed text out.
 
 This is how a deployment grows past one machine: several app replicas share one Talker server (llama.cpp's
-server, `python -m llama_cpp.server`, or vLLM on a GPU serving hundreds of sessions with continuous
-batching), and the app keeps only the engine. The prompt is built here, byte-exact as for the local
+server, `python -m llama_cpp.server`, or vLLM on a GPU, which batches the requests it gets), and the apps keep
+only the engine. Today each app process still sends its server one phrase at a time (the Talker's lock and
+model thread serialize generation, as for a local model), so the server batches across replicas, not yet
+across one replica's sessions. The prompt is built here, byte-exact as for the local
 runtimes (`convfill.prompt`), and sent as is to `/v1/completions` (not chat: the server must not apply a
 chat template of its own); a phrase ends at the template's end marker or a newline, as locally. Stopping
 a phrase (barge-in) closes the HTTP stream.

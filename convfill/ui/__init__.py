@@ -128,7 +128,9 @@ def build_app(config: AppConfig | None = None, pool: ModelPool | None = None):
                 extra = {"judge_loader": ctx.judge.load} if ctx.judge is not None else {}
                 from labeling.roles import Roles
 
-                if config.policy.public and os.environ.get("OAUTH_CLIENT_ID"):  # a Space with hf_oauth: true
+                # Only on a Space with hf_oauth: true. Elsewhere Gradio mocks the OAuth routes with the server's own
+                # token, which would sign every visitor in as its owner.
+                if config.policy.public and os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID"):
                     gr.LoginButton()
                 labeling_tab(store, tab=tab, roles=Roles.from_env(config.policy.public),
                              **extra)  # one judge in memory, shared with live judging

@@ -152,10 +152,18 @@ def make_handlers(ctx: ChatContext):
         if not notice and await session.judged():  # the live judge's E/N/C badges, once they are there
             yield (*_outputs(session), gr.skip(), session)
 
-    async def prefill(message: str, session: ChatSession | None, **settings) -> None:
-        """As the user types: pre-compute the next turn's first-phrase prompt (never an error)."""
+    async def prefill(message: str, session: ChatSession | None, request: gr.Request = None,
+                      profile: gr.OAuthProfile | None = None, **settings) -> None:
+        """As the user types: pre-compute the next turn's first-phrase prompt (never an error). Gated like a
+        turn: who may chat, and never while the server is at its cap of talking turns."""
+        who = identity_of(request, profile)
+        cap = ctx.policy.limits.max_active_turns
+        if ctx.policy.public and ctx.policy.chat == "signed-in" and who.name is None:
+            return
+        if cap is not None and sum(1 for n in ctx.talking.values() if n > 0) >= cap:
+            return
         try:
-            await (session or ctx.new_session()).prefill(message or "", _settings(settings))
+            await (session or ctx.new_session(who.owner)).prefill(valid_unicode(message or ""), _settings(settings))
         except Exception:  # noqa: BLE001 - speculative work: a failure only means a colder first token
             log.debug("prefill failed", exc_info=True)
 

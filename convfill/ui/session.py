@@ -174,6 +174,8 @@ def build_reasoner(s: TurnSettings, pool: ModelPool, policy: Policy | None = Non
         policy.check_model(s.reasoner_model, what="local Reasoner model")
         return pool.local_reasoner(spec)
     policy.check_base_url(s.base_url)
+    # In public mode the operator's key pays: only the provider's default model, or the allowed ones.
+    policy.check_model(s.reasoner_model, what="Reasoner model")
     return build_from_spec(spec)
 
 
@@ -226,8 +228,11 @@ class ChatSession:
             return {}
         turn_id = self.recorder.last_turn_id
         await asyncio.to_thread(self.judge.wait, turn_id, timeout_s)
-        self.labels = await asyncio.to_thread(self.judge.labels, turn_id)
-        return self.labels
+        labels = await asyncio.to_thread(self.judge.labels, turn_id)
+        if self.recorder.last_turn_id != turn_id:  # a new turn started meanwhile: these are not its badges
+            return {}
+        self.labels = labels
+        return labels
 
     async def saved(self, timeout_s: float = 1.0) -> str | None:
         """After a turn: None when it is in the store, else what to tell the user ("not saved: why", or
@@ -277,6 +282,9 @@ class ChatSession:
             self.policy.check_model(s.talker, self.offered_talkers, what="Talker")
             talker = self.pool.loaded_talker(s.talker)
             config = s.engine_config()
+            self.policy.limits.check_engine(config)
+            if talker is not None and self.policy.limits.max_user_tokens is not None:
+                self.policy.limits.check_user_tokens(talker.count_tokens(text))  # what a turn would refuse
         except ConvFillError:
             return False
         if talker is None:
