@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -37,14 +38,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory):
-    from convfill.talkers.llamacpp import default_gguf_path
-
+@contextmanager
+def serve_gguf(model: Path, alias: str, log: Path, n_threads: int = 1):
+    """`python -m llama_cpp.server` on a free loopback port serving `model` as `alias`; yields its /v1 URL and
+    always terminates it."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("llama_server") / "server.log"
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(default_gguf_path()), "--model_alias", ALIAS,
-           "--port", str(port), "--host", "127.0.0.1", "--n_ctx", "2048", "--n_threads", "1",
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", alias,
+           "--port", str(port), "--host", "127.0.0.1", "--n_ctx", "2048", "--n_threads", str(n_threads),
            "--verbose", "False"]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
@@ -71,6 +71,14 @@ def llama_server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory):
+    from convfill.talkers.llamacpp import default_gguf_path
+
+    with serve_gguf(default_gguf_path(), ALIAS, tmp_path_factory.mktemp("llama_server") / "server.log") as url:
+        yield url
 
 
 async def test_openai_reasoner_streams_from_llama_cpp_server(llama_server, monkeypatch):

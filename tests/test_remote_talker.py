@@ -5,15 +5,11 @@ run whole turns through the engine and the app, and stop when a turn is cut off.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import threading
 import time
 
-import httpx
 import pytest
-from test_openai_llamacpp_server import READY_TIMEOUT_S, _free_port
+from test_openai_llamacpp_server import _free_port, serve_gguf
 
 from convfill.config import EngineConfig
 from convfill.engine import Engine
@@ -37,34 +33,9 @@ def talker_server(tmp_path_factory, real_talker):
     from convfill.talkers.llamacpp import SEED_ADAPTER, default_gguf_path
     from convfill.talkers.merge import merged_copy
 
-    port = _free_port()
     log = tmp_path_factory.mktemp("talker_server") / "server.log"
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(merged_copy(default_gguf_path(), SEED_ADAPTER)),
-           "--model_alias", "convfill-talker", "--port", str(port), "--host", "127.0.0.1", "--n_ctx", "2048",
-           "--n_threads", "2", "--verbose", "False"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
-            try:
-                if httpx.get(url + "/models", timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()[-2000:]
-            time.sleep(0.2)
+    with serve_gguf(merged_copy(default_gguf_path(), SEED_ADAPTER), "convfill-talker", log, n_threads=2) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _say(talker, ctx, n=32) -> str:

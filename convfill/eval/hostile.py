@@ -16,16 +16,14 @@ A script, not a test: its table goes into docs/benchmarks.md ("Public deployment
 from __future__ import annotations
 
 import json
-import os
 import re
 import sqlite3
-import tempfile
 import threading
 import time
 import urllib.request
 from dataclasses import asdict, dataclass
 
-from .load import _free_port
+from .load import _launch, _temp_db
 
 TURN = dict(reasoner="oracle", knowledge="Jane Austen wrote Pride and Prejudice.", reasoner_delay_s=0.3,
             oracle_gap_s=0.2, max_phrase_tokens=16, turn_timeout_s=60, api_name="/chat")
@@ -168,13 +166,11 @@ def run_hostile(url: str | None = None) -> list[dict]:
     demo, db = None, None
     if url is None:
         from ..policy import PUBLIC_LIMITS, Policy
-        from ..ui import AppConfig, build_app
+        from ..ui import AppConfig
 
-        db = os.path.join(tempfile.mkdtemp(prefix="convfill-hostile-"), "convfill.db")
-        demo = build_app(AppConfig.from_env(db=db, preload_talker=True, live_judge=False,
-                                            policy=Policy(public=True, limits=PUBLIC_LIMITS)))
-        demo.queue(default_concurrency_limit=None)
-        _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True)
+        db = _temp_db("convfill-hostile-")
+        demo, url = _launch(AppConfig.from_env(db=db, preload_talker=True, live_judge=False,
+                                               policy=Policy(public=True, limits=PUBLIC_LIMITS)))
     try:
         return [asdict(case) for case in run_cases(url, db)]
     finally:

@@ -37,7 +37,34 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _one_turn(url: str, i: int, delay_s: float, out: list, barrier: threading.Barrier) -> None:
+def _launch(config):
+    """The app for `config`, launched on a free loopback port: (demo, url)."""
+    from ..ui import build_app
+
+    demo = build_app(config)
+    demo.queue(default_concurrency_limit=None)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True)
+    return demo, url
+
+
+def _temp_db(prefix: str) -> str:
+    import os
+    import tempfile
+
+    return os.path.join(tempfile.mkdtemp(prefix=prefix), "convfill.db")  # never the user's store
+
+
+def _at_once(n: int, target, *args) -> None:
+    """Run `target(i, barrier, *args)` on n threads that start together; wait for all."""
+    barrier = threading.Barrier(n, timeout=120)
+    threads = [threading.Thread(target=target, args=(i, barrier, *args)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def _one_turn(i: int, barrier: threading.Barrier, url: str, delay_s: float, out: list) -> None:
     from gradio_client import Client
 
     question, knowledge = QUESTIONS[i % len(QUESTIONS)]
@@ -61,27 +88,16 @@ def run_load(url: str | None = None, sessions=(1, 2, 4, 8), rounds: int = 3, del
     demo = None
     if url is None:
         from ..policy import Policy
-        from ..ui import AppConfig, build_app
+        from ..ui import AppConfig
 
-        import os
-        import tempfile
-
-        db = os.path.join(tempfile.mkdtemp(prefix="convfill-load-"), "convfill.db")  # never the user's store
-        demo = build_app(AppConfig.from_env(db=db, preload_talker=True, live_judge=False, policy=Policy(public=False)))
-        demo.queue(default_concurrency_limit=None)
-        _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True)
+        demo, url = _launch(AppConfig.from_env(db=_temp_db("convfill-load-"), preload_talker=True, live_judge=False,
+                                               policy=Policy(public=False)))
     rows = []
     try:
         for n in sessions:
             results: list[dict] = []
             for _ in range(rounds):
-                barrier = threading.Barrier(n, timeout=120)
-                threads = [threading.Thread(target=_one_turn, args=(url, i, delay_s, results, barrier))
-                           for i in range(n)]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
+                _at_once(n, _one_turn, url, delay_s, results)
             ttfts = [r["ttft_ms"] for r in results if r["ttft_ms"] is not None]
             rows.append({"sessions": n, "turns": len(results), "done": sum(r["done"] for r in results),
                          "ttft_ms_p50": _r(percentile(ttfts, 50)), "ttft_ms_p95": _r(percentile(ttfts, 95)),
@@ -111,18 +127,13 @@ def run_label_load(annotators=(1, 8), labels: int = 20, seed_file: str | None = 
     The app is launched here on a fresh database holding `seed_file` (default: data/seed/part_a.jsonl);
     each annotator refreshes their queue, then sends `labels` labels back to back; latency is one call's
     round trip (the label write, the next item, the progress line)."""
-    import os
-    import tempfile
     from pathlib import Path
 
-    from ..ui import AppConfig, build_app
+    from ..ui import AppConfig
 
     seed = Path(seed_file or Path(__file__).resolve().parents[2] / "data" / "seed" / "part_a.jsonl")
-    db = os.path.join(tempfile.mkdtemp(prefix="convfill-label-load-"), "convfill.db")
-    demo = build_app(AppConfig(db=db, live_judge=False))
+    demo, url = _launch(AppConfig(db=_temp_db("convfill-label-load-"), live_judge=False))
     demo.convfill_store.import_convfill(seed)
-    demo.queue(default_concurrency_limit=None)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True)
     rows = []
     try:
         for n in annotators:
@@ -142,12 +153,7 @@ def run_label_load(annotators=(1, 8), labels: int = 20, seed_file: str | None = 
                     with lock:
                         times.append((time.monotonic() - t0) * 1000)
 
-            barrier = threading.Barrier(n, timeout=120)
-            threads = [threading.Thread(target=annotator, args=(i, barrier)) for i in range(n)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            _at_once(n, annotator)
             rows.append({"annotators": n, "labels": len(times), "latency_ms_p50": _r(percentile(times, 50)),
                          "latency_ms_p95": _r(percentile(times, 95))})
     finally:
