@@ -181,3 +181,34 @@ def test_tab_without_nli_model_says_so_and_still_labels(tmp_path, browser):
         assert store.db["suggestions"].count == 0
     finally:
         demo.close()
+
+
+def test_opening_the_tab_shows_chat_turns_stored_since_the_page_loaded(browser, tmp_path):
+    """In the real app: a chat turn while the page is open, then a click on the Labeling tab: its counts and
+    queue include the new phrases without a reload (they used to read 0/0 until the page was reloaded)."""
+    from convfill.testing import ScriptedTalker
+    from convfill.ui import AppConfig, build_app
+    from convfill.ui.session import DEFAULT_TALKER, ModelPool
+    from gradio_client import Client
+
+    pool = ModelPool()
+    pool.add_talker(DEFAULT_TALKER, ScriptedTalker(first_token_s=0.01, per_token_s=0.005))
+    demo = build_app(AppConfig(db=str(tmp_path / "app.db"), live_judge=False), pool=pool)
+    demo.queue(default_concurrency_limit=None)
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        page = browser.new_page()
+        _open_tab(page, f"http://127.0.0.1:{port}/")
+        _wait_text(page, "#lab-progress", "/0 phrases")  # nothing stored yet
+        page.get_by_role("tab", name="Chat").click()
+        Client(f"http://127.0.0.1:{port}/", verbose=False).predict(
+            message="Tell me about cats", reasoner="oracle", knowledge="Cats purr.", reasoner_delay_s=0.05,
+            turn_timeout_s=60, api_name="/chat")
+        n = demo.convfill_store.db.execute("select count(*) from phrases").fetchone()[0]
+        assert n >= 2
+        page.get_by_role("tab", name="Labeling").click()
+        _wait_text(page, "#lab-progress", f"/{n} phrases")
+        assert "Tell me about cats" in page.locator("#lab-card").inner_text()
+    finally:
+        demo.close()
