@@ -166,3 +166,34 @@ def test_one_sessions_events_see_the_latest_state_and_other_sessions_never_wait(
         t.join()
     assert quick == ({"n": 101},) and waited < 0.05  # b did not queue behind a's five events
     assert states.run(req("a"), stale, 0, lambda s: (s,)) == ({"n": 5},)  # none of a's updates was lost
+
+
+def test_prefill_is_gated_like_a_turn():
+    from gradio_client import Client
+
+    from convfill.ui import AppConfig, build_app
+
+    calls = []
+
+    class Counting(ScriptedTalker):
+        async def prefill(self, ctx):
+            calls.append(ctx.user)
+
+    pool = ModelPool()
+    pool.add_talker(DEFAULT_TALKER, Counting())
+    demo = build_app(AppConfig(policy=Policy(public=True, chat="signed-in"), live_judge=False), pool=pool)
+    demo.queue(default_concurrency_limit=None)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True)
+    try:
+        Client(url, verbose=False).predict(message="typed by someone not signed in", api_name="/prefill")
+        assert calls == []
+    finally:
+        demo.close()
+    demo = build_app(AppConfig(policy=Policy(public=True, chat="signed-in"), live_judge=False), pool=pool)
+    demo.queue(default_concurrency_limit=None)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True, auth=USERS)
+    try:
+        _as(url, "eve").predict(message="typed by eve", api_name="/prefill")
+        assert calls == ["typed by eve"]
+    finally:
+        demo.close()

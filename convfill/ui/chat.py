@@ -53,14 +53,19 @@ class ChatContext:
     # running turn handlers per session (a barge-in briefly runs two of one session); event loop only
     talking: collections.Counter = dataclasses.field(default_factory=collections.Counter)
 
-    def admit(self, session: ChatSession) -> None:
-        """Refuse a new turn when `policy.limits.max_active_turns` other sessions are talking (a session's
-        own running turn does not count: its new message barges in on it)."""
+    def talking_besides(self, session: ChatSession | None) -> int:
+        """Sessions with a turn running now, `session` not counted (its new message barges in on its own)."""
+        return sum(1 for sid, n in self.talking.items() if n > 0 and sid != id(session))
+
+    def full(self, session: ChatSession | None = None) -> bool:
         cap = self.policy.limits.max_active_turns
-        others = sum(1 for sid, n in self.talking.items() if n > 0 and sid != id(session))
-        if cap is not None and others >= cap:
-            raise gr.Error(f"The server is busy: {others} conversations are talking right now. "
-                           "Try again in a few seconds.")
+        return cap is not None and self.talking_besides(session) >= cap
+
+    def admit(self, session: ChatSession) -> None:
+        """Refuse a new turn when `policy.limits.max_active_turns` other sessions are talking."""
+        if self.full(session):
+            raise gr.Error(f"The server is busy: {self.talking_besides(session)} conversations are talking right "
+                           "now. Try again in a few seconds.")
 
     def new_session(self, owner: str | None = None) -> ChatSession:
         return ChatSession(self.pool, self.store, self.policy, self.talker_choices, self.writer, self.judge, owner)
@@ -157,12 +162,10 @@ def make_handlers(ctx: ChatContext):
         """As the user types: pre-compute the next turn's first-phrase prompt (never an error). Gated like a
         turn: who may chat, and never while the server is at its cap of talking turns."""
         who = identity_of(request, profile)
-        cap = ctx.policy.limits.max_active_turns
-        if ctx.policy.public and ctx.policy.chat == "signed-in" and who.name is None:
-            return
-        if cap is not None and sum(1 for n in ctx.talking.values() if n > 0) >= cap:
-            return
         try:
+            ctx.policy.check_may_chat(who.name is not None)
+            if ctx.full():
+                return
             await (session or ctx.new_session(who.owner)).prefill(valid_unicode(message or ""), _settings(settings))
         except Exception:  # noqa: BLE001 - speculative work: a failure only means a colder first token
             log.debug("prefill failed", exc_info=True)
