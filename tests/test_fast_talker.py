@@ -7,7 +7,6 @@ no loaded CI machine closes.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import statistics
 import subprocess
