@@ -114,12 +114,14 @@ def cmd_nli_eval(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from .export import export_csv, export_jsonl
+    from .export import export_csv, export_jsonl, export_replay
 
     store = _store(args)
-    s = (export_jsonl if args.format == "jsonl" else export_csv)(store, args.out)
+    s = {"jsonl": export_jsonl, "csv": export_csv, "replay": export_replay}[args.format](store, args.out)
     if args.json:
         print(json.dumps({"out": str(args.out), "format": args.format, **s.__dict__}))
+    elif args.format == "replay":
+        print(f"wrote {s.turns} turns with {s.phrases} knowledge chunks to {args.out} (for --reasoner replay)")
     elif args.format == "jsonl":
         print(f"wrote {s.conversations} conversations, {s.turns} turns, {s.phrases} phrases to {args.out} "
               f"({s.dropped} phrases not acceptable)")
@@ -180,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_nli_eval)
     x = sub.add_parser("export", help="ConvFill JSONL of acceptable phrases, or CSV of every judgement")
     common(x, model=False)
-    x.add_argument("--format", choices=["jsonl", "csv"], required=True)
+    x.add_argument("--format", choices=["jsonl", "csv", "replay"], required=True,
+                   help="jsonl: training data; csv: every judgement; replay: each turn's knowledge chunks with their "
+                        "arrival times, for `--reasoner replay --model FILE`")
     x.add_argument("--out", required=True, help="file to write")
     x.set_defaults(func=cmd_export)
     st = sub.add_parser("stats", help="labeling progress and inter-annotator agreement")

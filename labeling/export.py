@@ -42,7 +42,7 @@ class ExportStats:
     Parameters:
         conversations: conversations (JSONL lines) written; 0 for CSV.
         turns: turns written; 0 for CSV.
-        phrases: phrases kept (JSONL) or described (CSV).
+        phrases: phrases kept (JSONL) or described (CSV); knowledge chunks (replay).
         dropped: phrases left out of the JSONL.
         rows: CSV rows written; 0 for JSONL.
     """
@@ -126,6 +126,22 @@ def export_jsonl(store: LabelStore, out: str | os.PathLike) -> ExportStats:
                                ensure_ascii=False) + "\n")
     _atomic_write(Path(out), write)
     return ExportStats(conversations=len(convs), turns=n_turns, phrases=kept, dropped=dropped)
+
+
+def export_replay(store: LabelStore, out: str | os.PathLike) -> ExportStats:
+    """Every stored turn that received knowledge, as a recording for `convfill.reasoners.replay`: the user's
+    message and each chunk with its arrival time (imported turns, which have no times, replay at 0 ms)."""
+    rows = store.db.execute("select t.id, t.user, c.t_ms, c.text from turns t join chunks c on c.turn_id = t.id "
+                            "order by t.started_at, t.id, c.chunk_index").fetchall()
+    turns: dict[str, dict] = {}
+    for tid, user, t_ms, text in rows:
+        turns.setdefault(tid, {"user": user, "chunks": []})["chunks"].append({"t_ms": t_ms or 0.0, "text": text})
+
+    def write(f):
+        for t in turns.values():
+            f.write(json.dumps(t, ensure_ascii=False) + "\n")
+    _atomic_write(Path(out), write)
+    return ExportStats(conversations=0, turns=len(turns), phrases=sum(len(t["chunks"]) for t in turns.values()))
 
 
 CSV_COLUMNS = ["phrase_id", "conversation_id", "turn_index", "phrase_index", "source", "cancelled", "user",

@@ -34,7 +34,7 @@ def _stored_turn(demo):
 
 
 def test_every_registered_reasoner_is_covered_here():
-    assert set(REASONERS) == {"local", "oracle", "openai", "anthropic", "gemini"}, \
+    assert set(REASONERS) == {"local", "oracle", "openai", "anthropic", "gemini", "replay"}, \
         "a new Reasoner needs its app-level test in this file"
 
 
@@ -90,6 +90,21 @@ def test_local_reasoner_full_turn_through_the_app(app):
     assert 'data-reason="done"' in timeline and "Talker TTFT" in metrics
     (_, described, reason), chunks = _stored_turn(demo)
     assert reason == "done" and '"reasoner": "local"' in described and chunks
+
+
+def test_replay_reasoner_full_turn_through_the_app(app, tmp_path):
+    import json
+
+    demo, url = app
+    rec = tmp_path / "rec.jsonl"
+    rec.write_text(json.dumps({"user": "Who wrote Pride and Prejudice?", "chunks": [
+        {"t_ms": 300.0, "text": "Jane Austen wrote Pride and Prejudice."}]}) + "\n")
+    chat, timeline, _, _ = _turn(_client(url), reasoner="replay", reasoner_model=str(rec))
+    assert "Jane Austen wrote Pride and Prejudice." in chat[1]["content"][0]["text"]
+    assert 'data-reason="done"' in timeline
+    (_, described, reason), chunks = _stored_turn(demo)
+    assert reason == "done" and '"reasoner": "replay"' in described and chunks == [
+        "Jane Austen wrote Pride and Prejudice."]
 
 
 def test_errors_a_user_can_act_on_show_their_message(app):

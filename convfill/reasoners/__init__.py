@@ -19,6 +19,7 @@ REASONERS: dict[str, str] = {
     "openai": "convfill.reasoners.openai:OpenAIReasoner",
     "anthropic": "convfill.reasoners.anthropic:AnthropicReasoner",
     "gemini": "convfill.reasoners.gemini:GeminiReasoner",
+    "replay": "convfill.reasoners.replay:ReplayReasoner",  # recorded chunks at their recorded times
 }
 
 

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 # Engine settings shown in the tab; labels, help and bounds come from the EngineConfig fields.
 ENGINE_CONTROLS = ("silence_s", "max_fillers", "max_phrases", "max_phrase_tokens", "reasoner_timeout_s",
                    "turn_timeout_s", "history_turns")
+CLOUD_REASONERS = ("openai", "anthropic", "gemini")  # the ones with a Base URL and a key box
 STREAM_INTERVAL_S = 0.04  # token-only updates are coalesced to ~25 per second; structural events always go out
 
 
@@ -186,7 +187,7 @@ def make_handlers(ctx: ChatContext):
         return [], render_timeline([]), render_metrics([]), session
 
     def reasoner_changed(name: str):
-        return gr.update(visible=name == "oracle"), gr.update(visible=name not in ("oracle", "local"))
+        return gr.update(visible=name == "oracle"), gr.update(visible=name in CLOUD_REASONERS)
 
     return run_turn, prefill, stop_turn, render_session, new_conversation, reasoner_changed
 
@@ -216,8 +217,8 @@ def build_chat_tab(ctx: ChatContext) -> dict[str, gr.components.Component]:
                                        elem_id="cf-knowledge", visible=ctx.default_reasoner == "oracle",
                                        info="the oracle streams these sentences as knowledge chunks")
                 reasoner_model = gr.Textbox("", label="Reasoner model", placeholder="provider default",
-                                            info="API model name, or a GGUF path for local")
-                with gr.Group(visible=ctx.default_reasoner not in ("oracle", "local")) as api_group:
+                                            info="API model name, a GGUF path for local, a recording for replay")
+                with gr.Group(visible=ctx.default_reasoner in CLOUD_REASONERS) as api_group:
                     base_url = gr.Textbox("", label="Base URL (custom endpoint)", elem_id="cf-base-url",
                                           placeholder="blank: the provider's own; e.g. http://127.0.0.1:8000/v1",
                                           info="gets only the key typed below, never the server's own key"
