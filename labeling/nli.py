@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from convfill.errors import ConvFillError
+from convfill.nli import LABELS, NLIPair, normalize_label, premise_for  # noqa: F401 - the pair's home, re-exported
 
-LABELS = ("entailment", "neutral", "contradiction")
 DEFAULT_MODEL = "MoritzLaurer/DeBERTa-v3-base-mnli"  # the judge the ConvFill paper used
 MODEL_ENV = "CONVFILL_NLI_MODEL"  # overrides DEFAULT_MODEL for the app and the CLI
 DEFAULT_BATCH_SIZE = 16
@@ -33,36 +33,6 @@ MAX_LENGTH = 512  # tokens of premise+hypothesis; longer pairs are truncated fro
 
 class NLIError(ConvFillError):
     """An NLI model could not be loaded or does not look like a 3-way NLI classifier."""
-
-
-@dataclass(frozen=True)
-class NLIPair:
-    """What the judge sees for one phrase.
-
-    Parameters:
-        premise: knowledge chunk (or, for fillers, the user utterance) followed by the earlier phrases.
-        hypothesis: the phrase.
-        filler: True when the phrase came from `<sil>` (no knowledge chunk).
-    """
-
-    premise: str
-    hypothesis: str
-    filler: bool
-
-
-def premise_for(phrase: str, *, user: str, knowledge: str | None, earlier: Sequence[str] = ()) -> NLIPair:
-    """The premise/hypothesis pair of a phrase, as in the ConvFill paper.
-
-    Args:
-        phrase: the Talker phrase (the hypothesis).
-        user: the user utterance of the turn.
-        knowledge: the knowledge chunk the phrase was generated from, or None for a `<sil>` filler.
-        earlier: the phrases the Talker said before this one in the same turn, in order.
-    """
-    filler = knowledge is None or knowledge.strip() in ("", "<sil>")
-    head = user if filler else knowledge
-    premise = " ".join(s.strip() for s in [head or "", *earlier] if s and s.strip())
-    return NLIPair(premise=premise, hypothesis=phrase.strip(), filler=filler)
 
 
 @dataclass(frozen=True)
@@ -78,24 +48,6 @@ class Suggestion:
     label: str
     probs: dict[str, float] = field(default_factory=dict)
     model_id: str = ""
-
-
-def normalize_label(name: str) -> str:
-    """Map a model's or a data file's label name to entailment/neutral/contradiction.
-
-    Accepts any case and the common spellings ("ENTAILMENT", "entails", "Contradiction", "not_entailment"
-    from 2-way heads, which counts as neutral: not entailed, not contradicted). Raises ValueError otherwise.
-    """
-    n = str(name).strip().lower().replace("-", "_").replace(" ", "_")
-    if n in ("not_entailment", "non_entailment", "not_entailed"):
-        return "neutral"
-    if n.startswith("entail"):
-        return "entailment"
-    if n.startswith("neutral"):
-        return "neutral"
-    if n.startswith("contradict"):
-        return "contradiction"
-    raise ValueError(f"not an NLI label: {name!r} (expected entailment, neutral or contradiction)")
 
 
 def _offline_requested() -> bool:

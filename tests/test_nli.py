@@ -199,3 +199,16 @@ def test_unreachable_hub_counts_as_offline(monkeypatch):
     assert hub._reachable("hub.invalid", timeout=0.5) is False  # a real DNS failure, not a stub
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert hub.hub_offline() is True
+
+
+def test_one_home_for_the_nli_pair():
+    """Labels, their spelling and the premise rule are defined once (convfill.nli) for every judge path."""
+    import convfill.eval.entail as entail
+    import convfill.nli as core
+    import labeling.nli as workbench
+    import training.train_nli as trainer
+
+    assert workbench.normalize_label is entail.normalize_label is core.normalize_label
+    assert workbench.premise_for is core.premise_for and workbench.LABELS is entail.LABELS is trainer.LABELS
+    assert [core.normalize_label(x) for x in ("E", "n", "C", "entails", "Not-Entailment")] == [
+        "entailment", "neutral", "contradiction", "entailment", "neutral"]

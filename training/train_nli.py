@@ -39,12 +39,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from convfill.errors import InputError
+from convfill.nli import LABELS
 from convfill.jsonl import read_jsonl
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-LABELS = ("entailment", "neutral", "contradiction")
 ID2LABEL = {i: n for i, n in enumerate(LABELS)}
 LABEL2ID = {n: i for i, n in ID2LABEL.items()}
 

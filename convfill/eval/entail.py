@@ -21,24 +21,11 @@ from pathlib import Path
 
 from ..errors import ConfigError, ConvFillError
 from ..events import ChunkArrived, Event, PhraseEnded, TurnStarted, event_from_dict
+from ..nli import LABELS, normalize_label, premise_for
 from .report import markdown_table, plot_stacked
 
-LABELS = ("entailment", "neutral", "contradiction")
 KINDS = ("knowledge", "filler")
 Judge = Callable[[list[str], list[str]], list[str]]
-
-_ALIASES = {"e": "entailment", "entail": "entailment", "entails": "entailment", "entailed": "entailment",
-            "n": "neutral", "c": "contradiction", "contradict": "contradiction", "contradicts": "contradiction",
-            "not_entailment": "neutral"}
-
-
-def normalize_label(label: str) -> str:
-    """`ENTAILMENT`, `E`, `entails` -> `entailment` (etc.); ValueError for anything else."""
-    key = str(label).strip().lower()
-    key = _ALIASES.get(key, key)
-    if key not in LABELS:
-        raise ValueError(f"NLI label {label!r} is not one of {', '.join(LABELS)}")
-    return key
 
 
 @dataclass(frozen=True)
@@ -62,8 +49,6 @@ class PhrasePair:
 
 def phrase_pairs(events: Sequence[Event], turn: int = 0) -> list[PhrasePair]:
     """NLI pairs for every spoken phrase of one turn's events (see the module docstring)."""
-    from labeling.nli import premise_for  # the one premise rule, shared with the labeling workbench
-
     user = next((e.user for e in events if isinstance(e, TurnStarted)), "")
     chunks = {e.chunk_index: e.text for e in events if isinstance(e, ChunkArrived)}
     pairs, earlier = [], []
@@ -71,7 +56,7 @@ def phrase_pairs(events: Sequence[Event], turn: int = 0) -> list[PhrasePair]:
         if not isinstance(e, PhraseEnded) or not e.text:
             continue
         if e.source in ("chunk", "sil") and not (e.source == "chunk" and e.chunk_index not in chunks):
-            # The premise rule lives in one place: labeling.nli.premise_for (knowledge chunk, or the user
+            # The premise rule lives in one place: convfill.nli.premise_for (knowledge chunk, or the user
             # utterance for a filler, followed by the earlier phrases).
             nli = premise_for(e.text, user=user, knowledge=chunks.get(e.chunk_index) if e.source == "chunk"
                               else None, earlier=earlier)
