@@ -106,3 +106,33 @@ def test_the_load_benchmark_runs_every_turn_through_the_app(monkeypatch, tmp_pat
     assert [(r["turns"], r["done"]) for r in result["rows"]] == [(1, 1), (2, 2)]
     assert all(r["ttft_ms_p50"] is not None and not r["errors"] for r in result["rows"])
     assert "| 2 | 2/2 |" in render(result)
+
+
+def test_loading_a_new_model_never_stalls_sessions_on_loaded_ones(tmp_path, monkeypatch):
+    import threading
+
+    import convfill.ui.session as session
+
+    release, loads = threading.Event(), []
+
+    def slow(runtime, model=None, **kw):
+        loads.append(model)
+        release.wait(10)  # a model that takes long to load
+        return ScriptedTalker()
+
+    pool = ModelPool()
+    fast = ScriptedTalker()
+    pool.add_talker(DEFAULT_TALKER, fast)
+    monkeypatch.setattr(session, "get_talker", slow)
+    (tmp_path / "b.gguf").write_bytes(b"GGUF")
+    got = []
+    loaders = [threading.Thread(target=lambda: got.append(pool.talker(str(tmp_path / "b.gguf")))) for _ in range(2)]
+    for t in loaders:
+        t.start()
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    assert pool.talker(DEFAULT_TALKER) is fast and time.monotonic() - t0 < 0.1  # not behind the load
+    release.set()
+    for t in loaders:
+        t.join(10)
+    assert len(loads) == 1 and got[0] is got[1]  # two sessions asking for the new model: one load

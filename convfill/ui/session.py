@@ -113,6 +113,7 @@ class ModelPool:
     def __init__(self, max_talkers: int | None = 4) -> None:
         self.max_talkers = max_talkers
         self._talkers: collections.OrderedDict[tuple[str, str | None], Talker] = collections.OrderedDict()
+        self._loading: dict[tuple[str, str | None], threading.Lock] = {}
         self._local: dict[str | None, Reasoner] = {}
         self._lock = threading.Lock()
 
@@ -125,25 +126,40 @@ class ModelPool:
         return self._talkers.get(_pool_key(spec))
 
     def talker(self, spec: str) -> Talker:
-        """Blocking: the Talker for `spec`, loading it on first use (TalkerLoadError with the reason)."""
+        """Blocking: the Talker for `spec`, loading it on first use (TalkerLoadError with the reason).
+
+        A load (seconds) holds only that model's own lock: sessions using models already loaded never wait
+        for it, and two sessions asking for the same new model load it once.
+        """
         key = _pool_key(spec)
         with self._lock:
             if key in self._talkers:
                 self._talkers.move_to_end(key)
-            else:
+                return self._talkers[key]
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:
+            with self._lock:
+                if key in self._talkers:  # loaded by the session we waited for
+                    return self._talkers[key]
+            talker = self._load(key)
+            with self._lock:
                 while self.max_talkers is not None and len(self._talkers) >= self.max_talkers:
                     self._talkers.popitem(last=False)
-                runtime, model = key
-                try:
-                    if model == _BASE:
-                        self._talkers[key] = get_talker(runtime, model=None, lora_path="none")
-                    else:
-                        self._talkers[key] = get_talker(runtime, model=model)
-                except (TalkerLoadError, ConfigError):
-                    raise
-                except Exception as e:  # e.g. an import error deep in a runtime
-                    raise TalkerLoadError(f"Could not load Talker {model or 'default'!r}: {e}") from e
-            return self._talkers[key]
+                self._talkers[key] = talker
+                self._loading.pop(key, None)
+            return talker
+
+    @staticmethod
+    def _load(key: tuple[str, str | None]) -> Talker:
+        runtime, model = key
+        try:
+            if model == _BASE:
+                return get_talker(runtime, model=None, lora_path="none")
+            return get_talker(runtime, model=model)
+        except (TalkerLoadError, ConfigError):
+            raise
+        except Exception as e:  # e.g. an import error deep in a runtime
+            raise TalkerLoadError(f"Could not load Talker {model or 'default'!r}: {e}") from e
 
     def local_reasoner(self, spec: ReasonerSpec) -> Reasoner:
         """Blocking: a per-session copy of the shared local Reasoner for `spec.model`, with its own delay."""
