@@ -50,6 +50,10 @@ class ScriptedTalker(Talker):
         self.script, self.first_token_s, self.per_token_s = script, first_token_s, per_token_s
         self.clock = clock or MonotonicClock()
         self.contexts: list[PhraseContext] = []  # every context it was asked to speak, for assertions
+        self.prefilled: list[PhraseContext] = []  # every context it was asked to prefill (typed ahead)
+
+    async def prefill(self, ctx: PhraseContext) -> None:
+        self.prefilled.append(ctx)
 
     async def stream(self, ctx: PhraseContext, max_tokens: int = 48) -> AsyncIterator[str]:
         self.contexts.append(ctx)

@@ -10,7 +10,7 @@ import re
 import socket
 import sqlite3
 import time
-from contextlib import closing
+from contextlib import closing, contextmanager
 
 import pytest
 
@@ -221,18 +221,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextmanager
+def launched(config, pool=None, **launch_kw):
+    """The app for `config` launched in-process on a free port: yields (demo, url); always closed."""
+    from convfill.ui import build_app
+
+    demo = build_app(config, pool=pool)
+    demo.queue(default_concurrency_limit=None)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True, **launch_kw)
+    try:
+        yield demo, url
+    finally:
+        demo.close()
+
+
 @pytest.fixture
 def app(real_talker):
     """The app launched in-process on a free port (db from the autouse CONVFILL_DB), shared real Talker."""
-    from convfill.ui import AppConfig, build_app
+    from convfill.ui import AppConfig
 
     pool = ModelPool()
     pool.add_talker(DEFAULT_TALKER, real_talker)
-    demo = build_app(AppConfig.from_env(), pool=pool)
-    demo.queue(default_concurrency_limit=None)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True)
-    yield demo, url
-    demo.close()
+    with launched(AppConfig.from_env(), pool) as demo_url:
+        yield demo_url
 
 
 def _client(url):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 from provider_wire import DEFAULT_TEXTS, ProviderServer
-from test_app import _client, _free_port, _talker_text, app  # noqa: F401 - `app` is a fixture
+from test_app import _client, _free_port, _talker_text, app, launched  # noqa: F401 - `app` is a fixture
 from test_reasoners_sdk import KEYS, key_sent
 
 from convfill.policy import Policy
@@ -125,20 +125,16 @@ def test_errors_a_user_can_act_on_show_their_message(app):
 # ---------------------------------------------------------------------------------------- public mode
 @pytest.fixture
 def public_app(real_talker, monkeypatch):
-    from convfill.ui import AppConfig, build_app
+    from convfill.ui import AppConfig
     from convfill.ui.session import DEFAULT_TALKER, ModelPool
 
-    allowed = ProviderServer("openai").__enter__()
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEYS["anthropic"])
     pool = ModelPool()
     pool.add_talker(DEFAULT_TALKER, real_talker)
-    policy = Policy(public=True, allowed_hosts=(f"127.0.0.1:{allowed.url.split(':')[2].split('/')[0]}",))
-    demo = build_app(AppConfig(policy=policy), pool=pool)
-    demo.queue(default_concurrency_limit=None)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True)
-    yield demo, url, allowed
-    demo.close()
-    allowed.__exit__(None, None, None)
+    with ProviderServer("openai") as allowed:
+        policy = Policy(public=True, allowed_hosts=(f"127.0.0.1:{allowed.url.split(':')[2].split('/')[0]}",))
+        with launched(AppConfig(policy=policy), pool) as (demo, url):
+            yield demo, url, allowed
 
 
 def test_public_mode_allows_only_the_operators_hosts_and_models(public_app, tmp_path):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 from gradio_client.exceptions import AppError
-from test_app import _client, _free_port
+from test_app import _client, launched
 
 from convfill.policy import Limits, Policy
 from convfill.testing import ScriptedTalker
@@ -21,15 +21,12 @@ FAST = dict(reasoner="oracle", knowledge="Cats purr.", reasoner_delay_s=0.05, tu
 
 @pytest.fixture
 def limited_app():
-    from convfill.ui import AppConfig, build_app
+    from convfill.ui import AppConfig
 
     pool = ModelPool()
     pool.add_talker(DEFAULT_TALKER, ScriptedTalker(first_token_s=0.01, per_token_s=0.01))
-    demo = build_app(AppConfig(policy=Policy(public=True, limits=LIMITS)), pool=pool)
-    demo.queue(default_concurrency_limit=None)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True)
-    yield demo, url
-    demo.close()
+    with launched(AppConfig(policy=Policy(public=True, limits=LIMITS)), pool) as demo_url:
+        yield demo_url
 
 
 def test_each_limit_is_a_clear_error(limited_app):

@@ -66,18 +66,13 @@ async def test_prefill_obeys_the_public_limits():
     from convfill.testing import ScriptedTalker
     from convfill.ui.session import DEFAULT_TALKER, ChatSession, ModelPool, TurnSettings
 
-    calls = []
-
-    class Counting(ScriptedTalker):
-        async def prefill(self, ctx):
-            calls.append(ctx.user)
-
+    talker = ScriptedTalker()
     pool = ModelPool()
-    pool.add_talker(DEFAULT_TALKER, Counting())
+    pool.add_talker(DEFAULT_TALKER, talker)
     s = ChatSession(pool, policy=Policy(public=True, limits=Limits(max_user_tokens=10)), talkers=(DEFAULT_TALKER,))
     assert await s.prefill("short question", TurnSettings(knowledge="x."))
     assert not await s.prefill("word " * 200, TurnSettings(knowledge="x."))  # a turn would refuse it: no work
-    assert calls == ["short question"]
+    assert [c.user for c in talker.prefilled] == ["short question"]
 
 
 def test_public_mode_keeps_cloud_reasoners_on_their_default_model():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 from gradio_client.exceptions import AppError
-from test_app import _free_port
+from test_app import launched
 
 from convfill.identity import identity_of
 from convfill.policy import Policy
@@ -23,17 +23,22 @@ USERS = [("ada", "pw-ada"), ("zoe", "pw-zoe"), ("eve", "pw-eve")]
 @pytest.fixture
 def workbench(monkeypatch):
     """A public app with accounts: ada is admin, zoe annotator, eve neither."""
-    from convfill.ui import AppConfig, build_app
-
     monkeypatch.setenv("CONVFILL_ADMINS", "ada")
     monkeypatch.setenv("CONVFILL_ANNOTATORS", "zoe")
+    with launched(_public(), _pool(), auth=USERS) as demo_url:
+        yield demo_url
+
+
+def _pool(talker=None) -> ModelPool:
     pool = ModelPool()
-    pool.add_talker(DEFAULT_TALKER, ScriptedTalker(first_token_s=0.01, per_token_s=0.005))
-    demo = build_app(AppConfig(policy=Policy(public=True), live_judge=False), pool=pool)
-    demo.queue(default_concurrency_limit=None)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True, auth=USERS)
-    yield demo, url
-    demo.close()
+    pool.add_talker(DEFAULT_TALKER, talker or ScriptedTalker(first_token_s=0.01, per_token_s=0.005))
+    return pool
+
+
+def _public(**policy):
+    from convfill.ui import AppConfig
+
+    return AppConfig(policy=Policy(public=True, **policy), live_judge=False)
 
 
 def _as(url, user):
@@ -91,22 +96,13 @@ def test_only_admins_export(workbench):
 def test_anonymous_visitors_may_chat_but_not_label_or_export(monkeypatch):
     from gradio_client import Client
 
-    from convfill.ui import AppConfig, build_app
-
-    pool = ModelPool()
-    pool.add_talker(DEFAULT_TALKER, ScriptedTalker(first_token_s=0.01, per_token_s=0.005))
-    demo = build_app(AppConfig(policy=Policy(public=True), live_judge=False), pool=pool)
-    demo.queue(default_concurrency_limit=None)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True)
-    try:
+    with launched(_public(), _pool()) as (demo, url):
         a, b = Client(url, verbose=False, download_files=False), Client(url, verbose=False, download_files=False)
         a.predict(message="Question from A", **TURN)
         assert "Question from A" not in _queue_card(b)  # another anonymous session
         assert "Question from A" in _queue_card(a)
         assert "Sign in to label" in a.predict("zoe", *FILTERS, "", api_name="/label_neutral")[2]
         assert "admins" in a.predict(api_name="/export_csv")[1]
-    finally:
-        demo.close()
 
 
 def test_local_use_keeps_every_option():
@@ -120,26 +116,13 @@ def test_local_use_keeps_every_option():
 def test_the_operator_can_keep_chat_to_signed_in_visitors():
     from gradio_client import Client
 
-    from convfill.ui import AppConfig, build_app
-
-    pool = ModelPool()
-    pool.add_talker(DEFAULT_TALKER, ScriptedTalker(first_token_s=0.01, per_token_s=0.005))
-    demo = build_app(AppConfig(policy=Policy(public=True, chat="signed-in"), live_judge=False), pool=pool)
-    demo.queue(default_concurrency_limit=None)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True)
-    try:
+    pool = _pool()
+    with launched(_public(chat="signed-in"), pool) as (demo, url):
         with pytest.raises(AppError, match="Sign in to chat"):
             Client(url, verbose=False).predict(message="hello", **TURN)
         assert demo.convfill_store.db.execute("select count(*) from turns").fetchone()[0] == 0
-    finally:
-        demo.close()
-    demo = build_app(AppConfig(policy=Policy(public=True, chat="signed-in"), live_judge=False), pool=pool)
-    demo.queue(default_concurrency_limit=None)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True, auth=USERS)
-    try:
+    with launched(_public(chat="signed-in"), pool, auth=USERS) as (_, url):
         _as(url, "eve").predict(message="hello", **TURN)  # signed in: welcome
-    finally:
-        demo.close()
 
 
 def test_one_sessions_events_see_the_latest_state_and_other_sessions_never_wait():
@@ -171,29 +154,11 @@ def test_one_sessions_events_see_the_latest_state_and_other_sessions_never_wait(
 def test_prefill_is_gated_like_a_turn():
     from gradio_client import Client
 
-    from convfill.ui import AppConfig, build_app
-
-    calls = []
-
-    class Counting(ScriptedTalker):
-        async def prefill(self, ctx):
-            calls.append(ctx.user)
-
-    pool = ModelPool()
-    pool.add_talker(DEFAULT_TALKER, Counting())
-    demo = build_app(AppConfig(policy=Policy(public=True, chat="signed-in"), live_judge=False), pool=pool)
-    demo.queue(default_concurrency_limit=None)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True)
-    try:
+    talker = ScriptedTalker()
+    pool = _pool(talker)
+    with launched(_public(chat="signed-in"), pool) as (_, url):
         Client(url, verbose=False).predict(message="typed by someone not signed in", api_name="/prefill")
-        assert calls == []
-    finally:
-        demo.close()
-    demo = build_app(AppConfig(policy=Policy(public=True, chat="signed-in"), live_judge=False), pool=pool)
-    demo.queue(default_concurrency_limit=None)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True, auth=USERS)
-    try:
+        assert talker.prefilled == []
+    with launched(_public(chat="signed-in"), pool, auth=USERS) as (_, url):
         _as(url, "eve").predict(message="typed by eve", api_name="/prefill")
-        assert calls == ["typed by eve"]
-    finally:
-        demo.close()
+        assert [c.user for c in talker.prefilled] == ["typed by eve"]

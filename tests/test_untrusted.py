@@ -67,33 +67,17 @@ def test_csv_export_neutralises_an_annotator_formula(tmp_path):
     assert row["who"].startswith("'=") and row["note"] == "'+1 from me" and row["user"].startswith("'=")
 
 
-def _raw_chat(client, url: str, session: str, **overrides) -> list:
-    """One /chat call as raw JSON with ASCII escapes: how a browser sends a lone surrogate (Python's httpx,
-    under gradio_client, refuses to encode one). Returns the final chat messages."""
-    import urllib.request
-
-    params = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/chat"]["parameters"]
-    data = [overrides.get(p["parameter_name"], p.get("parameter_default")) for p in params]
-    body = json.dumps({"data": data, "session_hash": session}).encode()  # ensure_ascii: "\ud800" escapes
-    req = urllib.request.Request(f"{url.rstrip('/')}/gradio_api/call/chat", body,
-                                 {"Content-Type": "application/json"})
-    event_id = json.load(urllib.request.urlopen(req, timeout=60))["event_id"]
-    stream = urllib.request.urlopen(f"{url.rstrip('/')}/gradio_api/call/chat/{event_id}", timeout=300).read()
-    lines = stream.decode("utf-8").splitlines()
-    assert "event: complete" in lines, stream[-500:]
-    return json.loads(lines[lines.index("event: complete") + 1].removeprefix("data: "))[0]
-
-
 @pytest.mark.model
 def test_broken_unicode_typed_in_the_app_loses_nothing(app):
-    from test_app import TURN, _client
+    from test_app import TURN
+
+    from convfill.eval.hostile import raw_chat
 
     demo, url = app
-    c = _client(url)
     turn = {k: v for k, v in TURN.items() if k != "api_name"}
-    chat = _raw_chat(c, url, "s1", message="Who wrote \ud800 Pride and Prejudice?", **turn)
-    assert "\ufffd" in str(chat) and chat[-1]["content"]
-    chat = _raw_chat(c, url, "s1", message="And when?", **turn)  # the session still works afterwards
+    chat = raw_chat(url, "s1", message="Who wrote \ud800 Pride and Prejudice?", **turn)
+    assert chat is not None and "\ufffd" in str(chat) and chat[-1]["content"]
+    chat = raw_chat(url, "s1", message="And when?", **turn)  # the session still works afterwards
     assert len(chat) == 6 and chat[-1]["content"]
     turns = demo.convfill_store.db.execute("select user from turns order by started_at").fetchall()
     assert [t[0] for t in turns] == ["Who wrote \ufffd Pride and Prejudice?", "And when?"]

@@ -50,17 +50,21 @@ def _error(fn) -> str | None:
     return None
 
 
-def _raw_chat(url: str, message_json: str) -> str:
-    """A /chat call whose message is given as raw JSON text (e.g. with a lone-surrogate escape, which
-    Python's HTTP client refuses to encode but a browser sends)."""
+def raw_chat(url: str, session: str | None = None, **fields) -> list | None:
+    """One /chat call sent as a browser sends it, raw JSON with ASCII escapes: that is how a lone surrogate
+    arrives (Python's httpx, under gradio_client, refuses to encode one). `fields` override `TURN` and the
+    endpoint's defaults; returns the final chat messages, or None when the call did not complete."""
     params = _client(url).view_api(return_format="dict", print_info=False)["named_endpoints"]["/chat"]["parameters"]
-    data = ["__MESSAGE__" if p["parameter_name"] == "message" else TURN.get(p["parameter_name"],
-                                                                          p.get("parameter_default"))
-            for p in params]
-    body = json.dumps({"data": data}).replace('"__MESSAGE__"', message_json, 1).encode()
+    fields = {**TURN, **fields}
+    data = [fields.get(p["parameter_name"], p.get("parameter_default")) for p in params]
+    body = json.dumps({"data": data, **({"session_hash": session} if session else {})}).encode()
     req = urllib.request.Request(f"{url.rstrip('/')}/gradio_api/call/chat", body, {"Content-Type": "application/json"})
     event = json.load(urllib.request.urlopen(req, timeout=60))["event_id"]
-    return urllib.request.urlopen(f"{url.rstrip('/')}/gradio_api/call/chat/{event}", timeout=120).read().decode()
+    lines = urllib.request.urlopen(f"{url.rstrip('/')}/gradio_api/call/chat/{event}",
+                                   timeout=300).read().decode().splitlines()
+    if "event: complete" not in lines:
+        return None
+    return json.loads(lines[lines.index("event: complete") + 1].removeprefix("data: "))[0]
 
 
 def run_cases(url: str, db: str | None) -> list[Case]:
@@ -92,9 +96,9 @@ def run_cases(url: str, db: str | None) -> list[Case]:
     raw = "![x](" in shown or re.search(r"(?<!\\)<img", shown)
     add("Markdown image / HTML in a message", "exposed" if raw else "held",
         "rendered as an image / tag" if raw else "shown as the characters typed (escaped Markdown)")
-    stream = _raw_chat(url, '"broken \\ud800 unicode"')
-    add("lone surrogate in a message", "held" if "event: complete" in stream else "lost",
-        "replaced by U+FFFD, the turn completed" if "event: complete" in stream else stream[-160:])
+    chat = raw_chat(url, message="broken \ud800 unicode")
+    add("lone surrogate in a message", "held" if chat is not None else "lost",
+        "replaced by U+FFFD, the turn completed" if chat is not None else "the call did not complete")
     other = _client(url)  # another anonymous visitor
     try:
         file, said = other.predict(api_name="/export_csv")
