@@ -19,6 +19,9 @@ def opt(default: Any, help: str, lo: float | None = None, hi: float | None = Non
     return field(default=default, metadata={"help": help, "lo": lo, "hi": hi, "flag": flag})
 
 
+PACINGS = ("audio", "text")
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """How a turn is scheduled."""
@@ -33,6 +36,11 @@ class EngineConfig:
     max_phrase_tokens: int = opt(48, "token cap for one phrase", 4, 512)
     history_turns: int = opt(6, "previous turns the Reasoner sees (the Talker always sees one)", 0, 100)
     max_user_chars: int = opt(4000, "longest accepted user message, in characters", 1, 100_000)
+    filler_pacing: str = opt("audio", "voice mode: 'audio' says a <sil> filler only when the listener's audio "
+                                      "would otherwise run dry (d is then a floor); 'text' uses d alone",
+                             flag="--filler-pacing")
+    filler_lead_s: float = opt(0.6, "voice mode, audio pacing: start a filler this long before the audio runs "
+                                    "dry (covers its first token and its speech synthesis)", 0.0, 10.0)
     error_phrase: str = opt("Sorry, I can't reach my knowledge source right now, so I can't give you a "
                             "reliable answer.", "what the Talker says when the Reasoner fails before any "
                             "knowledge arrived")
@@ -41,6 +49,8 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.filler_pacing not in PACINGS:
+            raise ConfigError(f"EngineConfig.filler_pacing={self.filler_pacing!r}: choose one of {', '.join(PACINGS)}")
 
 
 def validate(obj: Any) -> None:

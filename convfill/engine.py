@@ -10,6 +10,11 @@ One turn:
   * a new message (or `cancel()`) cancels the turn - Reasoner stream included - and the turn still ends
     with `TurnEnded(reason="cancelled")`; `turn_timeout_s` ends it with reason "timeout".
 
+Voice mode (`engine.playback` set, see `convfill/voice/playback.py`): the same schedule, except that with
+`filler_pacing="audio"` a `<sil>` filler waits until the listener's audio would run dry (`filler_lead_s`
+before it does, and never sooner than `d`), and the turn ends only once its audio has been heard; the
+reply on record (and in the next prompt) is what was heard, cut where barge-in stopped it.
+
 The Talker sees the previous turn (user + full reply); the Reasoner sees the last `history_turns` turns
 with what the Talker actually said. Every `t_ms` is read from the clock, relative to the turn start.
 """
@@ -35,6 +40,7 @@ from .events import (ChunkArrived, ErrorEvent, Event, FirstToken, PhraseDelta, P
 from .prompt import PhraseContext, clean_output, sanitize
 from .reasoners.base import Message, Reasoner, ReasonerRequest
 from .talkers.base import Talker
+from .voice.playback import Playback
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +81,7 @@ class _Turn:
     last_activity: float = 0.0
     reasoner_done: bool = False
     reasoner_error: ReasonerError | None = None
+    playback: Playback | None = None
 
 
 class Engine:
@@ -95,6 +102,7 @@ class Engine:
         self.clock = clock or MonotonicClock()
         self.observers = list(observers)
         self.history: list[TurnRecord] = []
+        self.playback: Playback | None = None  # voice mode: the listener's audio (set per turn by the app)
         self._running: asyncio.Task | None = None
         self._warming: asyncio.Future | None = None
 
@@ -167,6 +175,9 @@ class Engine:
                     log.exception("observer failed on %s", ev.type)
 
         st = _Turn(turn_id=uuid.uuid4().hex, user=user, t0=t0, emit=emit, last_activity=t0)
+        playback = st.playback = self.playback
+        if playback is not None:  # before TurnStarted: the speaker knows from it that this turn is voiced
+            playback.begin_turn(st.turn_id, user, emit, self.clock, st.changed.set, cfg.filler_pacing)
         emit(TurnStarted(0.0, st.turn_id, user, time.time()))
         reason = "done"
         try:
@@ -174,7 +185,11 @@ class Engine:
                 async with asyncio.TaskGroup() as tg:
                     pump = tg.create_task(self._pump(st)) if self.reasoner else None
                     timer = tg.create_task(self._deadline(cfg.turn_timeout_s))
+                    follower = tg.create_task(playback.follow()) if playback is not None else None
                     await self._talk(st)
+                    if playback is not None:
+                        await playback.drained()  # a spoken turn is over when it has been heard
+                        follower.cancel()
                     timer.cancel()
                     if pump:
                         pump.cancel()
@@ -190,6 +205,9 @@ class Engine:
             emit(ErrorEvent(self._ts(st), "talker", "internal", f"{type(inner).__name__}: {inner}"))
         finally:
             reply = " ".join(st.phrases)
+            if playback is not None:
+                reply, voice = playback.finish_turn()
+                emit(voice)
             self.history.append(TurnRecord(user, reply, list(st.chunks)))
             emit(TurnEnded(self._ts(st), reason, reply))
             if reason != "cancelled":
@@ -224,6 +242,8 @@ class Engine:
             wait = None
             if st.fillers < cfg.max_fillers:
                 wait = cfg.silence_s - (self.clock.now_ms() - st.last_activity) / 1000.0
+                if st.playback is not None and cfg.filler_pacing == "audio":  # only before the audio runs dry
+                    wait = max(wait, st.playback.remaining_ms() / 1000.0 - cfg.filler_lead_s)
                 if wait <= 0:
                     await self._filler(st, "silence")
                     continue
@@ -262,6 +282,8 @@ class Engine:
             st.emit(PhraseEnded(self._ts(st), idx, text, source, chunk_index, len(pieces), cancelled))
             if text:
                 st.phrases.append(text)
+                if st.playback is not None:
+                    st.playback.phrase_generated(idx, text)
             st.last_activity = self.clock.now_ms()
 
     async def _fixed_phrase(self, st: _Turn, text: str) -> None:
@@ -273,6 +295,8 @@ class Engine:
         st.emit(PhraseDelta(ts, idx, text))
         st.emit(PhraseEnded(ts, idx, text, "error", None, 0, False))
         st.phrases.append(text)
+        if st.playback is not None:
+            st.playback.phrase_generated(idx, text)
 
     # --------------------------------------------------------------------------------- reasoner side
     def _request(self, st: _Turn) -> ReasonerRequest:

@@ -61,5 +61,20 @@ class TalkerLoadError(ConvFillError):
     """A Talker model could not be found or loaded."""
 
 
+class VoiceError(ConvFillError):
+    """A speech part (ASR or TTS) failed while working. `category` as in `ReasonerError` (auth, timeout, ...)."""
+
+    def __init__(self, message: str, category: str = "unknown"):
+        super().__init__(message)
+        self.category = category
+
+
+class VoiceLoadError(VoiceError):
+    """A speech model (Whisper, a Piper voice) could not be found, assembled or loaded."""
+
+    def __init__(self, message: str, category: str = "load"):
+        super().__init__(message, category)
+
+
 class InputError(ConvFillError):
     """User input that cannot be used as is (empty, too long)."""

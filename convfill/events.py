@@ -192,12 +192,65 @@ class ErrorEvent(Event):
 
 @_register
 @dataclass(frozen=True)
+class AudioHeard(Event):
+    """Voice mode: one sentence of a phrase was played to the listener (or cut short by barge-in).
+
+    Emitted once the sentence is over, so only audio that was actually heard is on record.
+
+    Parameters:
+        phrase_index: the phrase the sentence belongs to.
+        seq: the sentence's position in the phrase's audio.
+        start_ms, end_ms: when it played, in ms since the turn started (the engine's clock).
+        text: what was heard (a cut sentence: the words up to where playback stopped).
+        cut: True when barge-in (or Stop) stopped it before its end.
+    """
+
+    phrase_index: int = 0
+    seq: int = 0
+    start_ms: float = 0.0
+    end_ms: float = 0.0
+    text: str = ""
+    cut: bool = False
+
+
+@_register
+@dataclass(frozen=True)
+class VoiceMetrics(Event):
+    """Voice mode: the turn's speech latencies, emitted just before `TurnEnded` (None = not measured).
+
+    Parameters:
+        asr_ms: the user's audio -> transcript, on the server.
+        audio_s: length of the user's utterance.
+        endpoint_ms: the silence the browser waited for before deciding the user had finished.
+        eos_to_transcript_ms: end of speech (the browser's decision) -> transcript (server side).
+        voice_to_voice_ms: end of speech -> first audio of the reply played (as the browser measured it
+            when it reported, else estimated on the server).
+        voiced_first_ms: turn start (transcript) -> first audio played (the authors' "voiced first response").
+        tts_first_byte_ms: per phrase, its first sentence's text -> first synthesized audio.
+        dead_air_ms: silences over 300 ms between the pieces of the turn's audio.
+        pacing: "audio" or "text", the filler schedule the turn ran with.
+    """
+
+    asr_ms: float | None = None
+    audio_s: float | None = None
+    endpoint_ms: float | None = None
+    eos_to_transcript_ms: float | None = None
+    voice_to_voice_ms: float | None = None
+    voiced_first_ms: float | None = None
+    tts_first_byte_ms: list = dataclasses.field(default_factory=list)
+    dead_air_ms: list = dataclasses.field(default_factory=list)
+    pacing: str = "text"
+
+
+@_register
+@dataclass(frozen=True)
 class TurnEnded(Event):
     """The turn is over; always the last event of a turn.
 
     Parameters:
         reason: "done", "cancelled", "timeout" or "error".
-        reply: everything the Talker said this turn, joined by spaces.
+        reply: everything the Talker said this turn, joined by spaces; in voice mode what the listener
+            heard (cut where playback stopped), which is also what the next turn's Talker sees.
     """
 
     reason: str = "done"

@@ -9,7 +9,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-from .events import ChunkArrived, Event, FirstToken, PhraseEnded, PhraseStarted, TurnEnded
+from .events import ChunkArrived, Event, FirstToken, PhraseEnded, PhraseStarted, TurnEnded, VoiceMetrics
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,10 @@ class TurnMetrics:
         n_chunks: knowledge chunks received.
         total_ms: turn start -> turn end.
         end_reason: why the turn ended.
+        voice_to_voice_ms: voice mode: end of the user's speech -> first audio of the reply played.
+        voiced_first_ms: voice mode: turn start (transcript) -> first audio played.
+        asr_ms: voice mode: the user's audio -> transcript.
+        dead_air_ms: voice mode: total of the silences over 300 ms inside the reply's audio (0 when none).
     """
 
     talker_ttft_ms: float | None
@@ -37,6 +41,10 @@ class TurnMetrics:
     n_chunks: int
     total_ms: float | None
     end_reason: str | None
+    voice_to_voice_ms: float | None = None
+    voiced_first_ms: float | None = None
+    asr_ms: float | None = None
+    dead_air_ms: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,6 +58,7 @@ def turn_metrics(events: Iterable[Event]) -> TurnMetrics:
     first_tok = {e.phrase_index: e.t_ms for e in events if isinstance(e, FirstToken)}
     ended = [e for e in events if isinstance(e, PhraseEnded)]
     end = next((e for e in events if isinstance(e, TurnEnded)), None)
+    voice = next((e for e in events if isinstance(e, VoiceMetrics)), None)
     lags = [s.t_ms - chunk_at[s.chunk_index] for s in started.values()
             if s.source == "chunk" and s.chunk_index in chunk_at]
     knowledge_first = [first_tok[i] for i, s in started.items() if s.source == "chunk" and i in first_tok]
@@ -63,6 +72,10 @@ def turn_metrics(events: Iterable[Event]) -> TurnMetrics:
         n_chunks=len(chunk_at),
         total_ms=end.t_ms if end else None,
         end_reason=end.reason if end else None,
+        voice_to_voice_ms=voice.voice_to_voice_ms if voice else None,
+        voiced_first_ms=voice.voiced_first_ms if voice else None,
+        asr_ms=voice.asr_ms if voice else None,
+        dead_air_ms=round(sum(voice.dead_air_ms), 1) if voice else None,
     )
 
 

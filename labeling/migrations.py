@@ -80,3 +80,11 @@ def m002_suggestions_labels(db: sqlite_utils.Database) -> None:
         "old_note": str, "new_note": str, "reverts": int, "at": str,
     }, pk="id", foreign_keys=[("phrase_id", "phrases", "id")])
     db["label_history"].create_index(["phrase_id", "annotator"])
+
+
+@migration
+def m003_voice(db: sqlite_utils.Database) -> None:
+    """Voice turns: their speech latencies, next to the text latencies (the `reply` of a voiced turn is what
+    the listener heard; what was generated stays in `phrases`, the played spans in `events`)."""
+    for col in ("voice_to_voice_ms", "voiced_first_ms", "asr_ms", "dead_air_ms"):
+        db["turns"].add_column(col, float)

@@ -202,7 +202,8 @@ class LabelStore:
                           "talker_ttft_ms": m.talker_ttft_ms, "reasoner_first_chunk_ms": m.reasoner_first_chunk_ms,
                           "first_knowledge_phrase_ms": m.first_knowledge_phrase_ms,
                           "chunk_to_phrase_lag_ms": m.chunk_to_phrase_lag_ms, "n_fillers": m.n_fillers,
-                          "n_chunks": m.n_chunks, "total_ms": m.total_ms}
+                          "n_chunks": m.n_chunks, "total_ms": m.total_ms, "voice_to_voice_ms": m.voice_to_voice_ms,
+                          "voiced_first_ms": m.voiced_first_ms, "asr_ms": m.asr_ms, "dead_air_ms": m.dead_air_ms}
                 cur = self.db.execute(f"update turns set {', '.join(f'{k} = ?' for k in values)} where id = ?",
                                       [*values.values(), turn_id])
                 if cur.rowcount == 0:

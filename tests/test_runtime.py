@@ -200,9 +200,9 @@ def _doctor(env=None):
 def test_doctor_reports_every_part_and_never_a_key(tmp_path):
     key = "sk-ant-test-DoctorMustNotPrintThis0042"
     code, rows = _doctor({"ANTHROPIC_API_KEY": key})
-    assert {"python", "llama.cpp", "Talker weights", "transformers runtime", "NLI judge", "database",
-            "Reasoner local", "Reasoner oracle", "Reasoner openai", "Reasoner anthropic", "Reasoner gemini",
-            "chromium", "public mode"} <= set(rows)
+    assert {"python", "llama.cpp", "Talker weights", "transformers runtime", "NLI judge", "ASR (Whisper)",
+            "TTS (Piper)", "database", "Reasoner local", "Reasoner oracle", "Reasoner openai",
+            "Reasoner anthropic", "Reasoner gemini", "chromium", "public mode"} <= set(rows)
     assert all(r["status"] in ("OK", "WARN", "FAIL") for r in rows.values())
     assert all(r["fix"] for r in rows.values() if r["status"] != "OK")  # every non-OK row says what to do
     assert rows["python"]["status"] == rows["llama.cpp"]["status"] == rows["database"]["status"] == "OK"

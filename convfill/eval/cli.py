@@ -115,7 +115,24 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--url", default=None, help="a running app (default: launch one here in public mode)")
     h.add_argument("--json", action="store_true", help="print JSON instead of the markdown table")
     h.set_defaults(func=cmd_hostile)
+    v = sub.add_parser("voice", help="voice to voice through the app's voice socket: spoken questions, spoken "
+                                     "replies, per oracle delay and filler pacing")
+    v.add_argument("--n", type=int, default=30, help="spoken questions per (delay, pacing)")
+    v.add_argument("--delays", nargs="+", type=float, default=[0.5, 1.0, 2.0], help="oracle first-chunk delays (s)")
+    v.add_argument("--pacings", nargs="+", choices=["audio", "text"], default=["audio"],
+                   help="filler schedules to compare (default: audio)")
+    v.add_argument("--typed", action="store_true", help="send the questions as text (no ASR): reply audio only")
+    v.add_argument("--data", default=None, help="QA JSONL for the questions (default: NQ-open in ../shared)")
+    v.add_argument("--json", action="store_true", help="print JSON instead of the markdown table")
+    v.set_defaults(func=cmd_voice)
     return p
+
+
+def cmd_voice(args) -> dict:
+    from .voice import render, run_voice
+
+    result = run_voice(args.n, tuple(args.delays), tuple(args.pacings), not args.typed, args.data)
+    return result if args.json else {**result, "_text": render(result)}
 
 
 def cmd_label_load(args) -> dict:

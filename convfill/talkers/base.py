@@ -85,11 +85,20 @@ class Talker:
             update()
         return release
 
+    def phrase_options(self, ctx: PhraseContext, prompt: str) -> dict:
+        """Extra keyword arguments for `generate` for this phrase (none by default). Runtimes that decode
+        fillers differently from knowledge phrases (`convfill.talkers.fillers`) return them here: `stream`
+        knows the `PhraseContext`, `generate` only the prompt."""
+        return {}
+
     def _locked_generate(self, prompt: str, max_tokens: int, stop: threading.Event,
-                         release=lambda: None) -> Iterator[str]:
+                         release=lambda: None, options: dict | None = None) -> Iterator[str]:
         with self._lock:
             release()
-            yield from self.generate(prompt, max_tokens, stop)
+            if options:
+                yield from self.generate(prompt, max_tokens, stop, **options)
+            else:
+                yield from self.generate(prompt, max_tokens, stop)
 
     def warm_prefix(self, prefix: str) -> None:
         """Blocking: pre-compute the KV cache for `prefix` (runtimes that cache prefixes override)."""
@@ -123,10 +132,12 @@ class Talker:
     async def stream(self, ctx: PhraseContext, max_tokens: int = 48) -> AsyncIterator[str]:
         """Async text pieces of one phrase for `ctx`."""
         prompt = self.prompt(ctx)
+        options = self.phrase_options(ctx, prompt)
         release = self._wait_for_model()  # before queueing: a warm-up on the model thread yields to it
         try:
             async for piece in iterate_in_thread(
-                    lambda stop: self._locked_generate(prompt, max_tokens, stop, release), self._model_thread):
+                    lambda stop: self._locked_generate(prompt, max_tokens, stop, release, options),
+                    self._model_thread):
                 yield piece
         finally:
             release()  # cancelled before the model thread reached it: no longer waiting

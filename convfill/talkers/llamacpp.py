@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..errors import TalkerLoadError
 from .. import paths
+from . import fillers
 from .base import Talker
 from .merge import merged_copy
 from .probe import require_llamacpp
@@ -132,7 +133,11 @@ class LlamaCppTalker(Talker):
         merge: with an adapter and `fast`, run a Q8_0 copy with the adapter folded into its weights
             (`merge.merged_copy`, made once): faster decoding, same phrases in practice. If the merge fails
             the adapter is applied unmerged.
-        temperature: 0 = greedy.
+        temperature: 0 = greedy (every phrase; fillers follow `filler_sampling` while this is 0).
+        filler_sampling: how fillers (`<sil>` phrases) are decoded: "auto" (default: seeded sampling with
+            steering away from the clause endings just heard, `fillers.DEFAULT`, unless the environment
+            variable CONVFILL_FILLER_SAMPLING=off), "off" (greedy like knowledge phrases) or a
+            `fillers.FillerSampling`. Knowledge phrases are always decoded greedily.
         n_threads: CPU threads (default: up to 4).
         lora_path: GGUF LoRA adapter applied on top of the model: "auto" (default) = the shipped
             seed-trained ConvFill adapter when `model_path` is None, else none; "seed"; a path; None or
@@ -144,7 +149,8 @@ class LlamaCppTalker(Talker):
     def __init__(self, model_path: str | Path | None = None, *, style: str | None = None,
                  template: str = "chatml", temperature: float = 0.0, top_p: float = 0.9,
                  n_threads: int | None = None, n_ctx: int = 2048, lora_path: str | Path | None = AUTO_ADAPTER,
-                 seed: int = 0, system: str | None = None, fast: bool = True, merge: bool = True):
+                 seed: int = 0, system: str | None = None, fast: bool = True, merge: bool = True,
+                 filler_sampling="auto"):
         lora_path = resolve_adapter(lora_path, model_path)
         if lora_path is not None and not lora_path.exists():
             raise TalkerLoadError(f"LoRA adapter not found: {lora_path}")
@@ -154,6 +160,8 @@ class LlamaCppTalker(Talker):
         name = path.name + (f"+{Path(lora_path).name}" if lora_path else "")
         super().__init__(name, template, system, style)
         self.temperature, self.top_p = temperature, top_p
+        self.seed = seed
+        self.filler_sampling = fillers.resolve(filler_sampling)
         self.merged = False
         if fast and merge and lora_path is not None:
             require_llamacpp()  # the merge itself needs no llama.cpp, but loading its result does
@@ -169,6 +177,22 @@ class LlamaCppTalker(Talker):
             ids = self.llm.tokenize(s.encode(), add_bos=False, special=True)
             if len(ids) == 1:
                 self._stop_ids.add(ids[0])
+        self._vocab: fillers.VocabIndex | None = None
+        if self.filler_sampling is not None:
+            self._vocab_index()  # ~0.1 s once, here rather than inside the first filler's TTFT
+
+    def _vocab_index(self) -> fillers.VocabIndex:
+        if self._vocab is None:
+            pieces = [self.llm.detokenize([i], special=False).decode("utf-8", errors="replace")
+                      for i in range(self.llm.n_vocab())]
+            self._vocab = fillers.VocabIndex(pieces)
+        return self._vocab
+
+    def phrase_options(self, ctx, prompt: str) -> dict:
+        if self.temperature > 0:  # everything sampled already (--temperature): leave it as asked
+            return {}
+        plan = fillers.plan_for(ctx, prompt, self.filler_sampling, self.seed)
+        return {"filler": plan} if plan else {}
 
     def tokenize(self, prompt: str) -> list[int]:
         return self.llm.tokenize(prompt.encode(), add_bos=False, special=True)
@@ -199,7 +223,9 @@ class LlamaCppTalker(Talker):
         finally:
             self._lock.release()
 
-    def generate(self, prompt: str, max_tokens: int, stop: threading.Event) -> Iterator[str]:
+    def generate(self, prompt: str, max_tokens: int, stop: threading.Event,
+                 filler: fillers.FillerPlan | None = None) -> Iterator[str]:
+        """Greedy (or `temperature`) decoding; with `filler`, that filler's seeded sampling and steering."""
         tokens = self.tokenize(prompt)
         if len(tokens) + max_tokens > self.llm.n_ctx():
             # Keep the tail: the open assistant header and knowledge block matter most.
@@ -208,8 +234,30 @@ class LlamaCppTalker(Talker):
         # A phrase is one line: stop at the end marker, a runaway header, or a newline after some text.
         stops = [*self.template.stops, "\n"]
         text, emitted = "", 0
-        for i, tok in enumerate(self.llm.generate(tokens, temp=self.temperature, top_p=self.top_p,
-                                                  top_k=40, repeat_penalty=1.1, reset=True)):
+        opts: dict = {"temp": self.temperature, "top_p": self.top_p, "top_k": 40}
+        saved_seed = self.llm._seed
+        if filler is not None:
+            fs = filler.sampling
+            opts = {"temp": fs.temperature, "top_p": fs.top_p, "min_p": fs.min_p, "top_k": fs.top_k}
+            if fs.steer:
+                steer = fillers.FillerSteer(filler.banned, self._vocab_index())
+                neg_inf = float("-inf")
+
+                def ban(_input_ids, logits):
+                    logits[steer.banned_ids(text)] = neg_inf  # `text`: what this phrase said so far
+                    return logits
+
+                opts["logits_processor"] = [ban]
+            self.llm.set_seed(filler.seed)
+        try:
+            yield from self._decode(tokens, max_tokens, stop, stops, decoder, opts, lambda: text,
+                                    lambda t: None)
+        finally:
+            self.llm.set_seed(saved_seed)
+
+    def _decode(self, tokens, max_tokens, stop, stops, decoder, opts, *_):
+        text, emitted = "", 0
+        for i, tok in enumerate(self.llm.generate(tokens, repeat_penalty=1.1, reset=True, **opts)):
             if stop.is_set() or tok in self._stop_ids or i >= max_tokens:
                 break
             text += decoder.decode(self.llm.detokenize([tok], special=True))

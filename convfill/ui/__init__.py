@@ -38,6 +38,9 @@ class AppConfig:
         policy: what visitors may ask for (`convfill.policy`; public mode on a Space).
         live_judge: judge every stored chat phrase in the background (`labeling.live`; E/N/C badges on
             the timeline). `CONVFILL_LIVE_JUDGE=0` turns it off.
+        voice: offer the mic (`CONVFILL_VOICE=0` hides it); `asr` / `tts`: which speech models
+            (`CONVFILL_ASR`, `CONVFILL_TTS`: blank = offline Whisper base and Piper joe; a path, a hub id or
+            size when networked, or "openai[:model]" when a key is set).
     """
 
     db: str | None = None
@@ -48,6 +51,9 @@ class AppConfig:
     title: str = "ConvFill Studio"
     policy: Policy = Policy()
     live_judge: bool = True
+    voice: bool = True
+    asr: str = ""
+    tts: str = ""
 
     @classmethod
     def from_env(cls, **overrides) -> "AppConfig":
@@ -60,9 +66,14 @@ class AppConfig:
         kw = dict(db=os.environ.get("CONVFILL_DB") or None, talkers=talkers,
                   default_reasoner=os.environ.get("CONVFILL_REASONER", cls.default_reasoner),
                   policy=Policy.from_env(),
-                  live_judge=os.environ.get("CONVFILL_LIVE_JUDGE", "1").strip().lower() not in ("0", "false", "no", "off"))
+                  live_judge=_flag("CONVFILL_LIVE_JUDGE"), voice=_flag("CONVFILL_VOICE"),
+                  asr=os.environ.get("CONVFILL_ASR", ""), tts=os.environ.get("CONVFILL_TTS", ""))
         kw.update(overrides)
         return cls(**kw)
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 TORCH_THREADS_ENV = "CONVFILL_TORCH_THREADS"
@@ -110,9 +121,10 @@ def build_app(config: AppConfig | None = None, pool: ModelPool | None = None):
         default_reasoner = "oracle"  # the local Reasoner runs on llama.cpp too
     if config.preload_talker:
         pool.talker(config.talkers[0])
+    voice = _voice_service(config)
     ctx = ChatContext(pool=pool, store=store, talker_choices=config.talkers, default_reasoner=default_reasoner,
                       default_knowledge=config.default_knowledge, policy=config.policy, writer=StoreWriter(store),
-                      judge=LiveJudge(store) if config.live_judge else None)
+                      judge=LiveJudge(store) if config.live_judge else None, voice=voice)
     # delete_cache: Gradio's copies of served files (exports) older than an hour go, checked every 10 min
     with StudioBlocks(title=config.title, delete_cache=(600, 3600)) as demo:
         gr.Markdown(f"## {config.title}\nA small local **Talker** speaks at once while a **Reasoner** streams "
@@ -134,8 +146,33 @@ def build_app(config: AppConfig | None = None, pool: ModelPool | None = None):
                     gr.LoginButton()
                 labeling_tab(store, tab=tab, roles=Roles.from_env(config.policy.public),
                              **extra)  # one judge in memory, shared with live judging
+    if voice is not None:
+        from .voice import voice_route
+
+        demo.routes = [voice_route(voice)]
+        if config.preload_talker:  # load Whisper and Piper now, off the start-up path
+            import threading
+
+            threading.Thread(target=_load_quietly, args=(voice,), daemon=True, name="convfill-voice-load").start()
     demo.convfill_store = store  # for tests and scripts: the store this app writes to
+    demo.convfill_voice = voice
     return demo
+
+
+def _voice_service(config: AppConfig):
+    """The voice parts when the app offers voice (their models load on first use), else None."""
+    if not config.voice:
+        return None
+    from ..voice.channel import VoiceService
+
+    return VoiceService(config.asr or None, config.tts or None)
+
+
+def _load_quietly(voice) -> None:
+    try:
+        voice.load()
+    except Exception:  # noqa: BLE001 - the mic reports it when someone asks for voice
+        log.warning("voice models did not load", exc_info=True)
 
 
 def _labeling_tab_builder():

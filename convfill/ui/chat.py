@@ -29,12 +29,14 @@ from ..reasoners import REASONERS, reasoner_status
 from .session import ChatSession, ModelPool, TurnSettings
 from .timeline import render_timeline
 from .view import render_metrics
+from .voice import build_voice_panel
 
 log = logging.getLogger(__name__)
 
 # Engine settings shown in the tab; labels, help and bounds come from the EngineConfig fields.
 ENGINE_CONTROLS = ("silence_s", "max_fillers", "max_phrases", "max_phrase_tokens", "reasoner_timeout_s",
                    "turn_timeout_s", "history_turns")
+VOICE_CONTROLS = ("filler_pacing", "filler_lead_s")  # EngineConfig fields shown in the Voice panel
 CLOUD_REASONERS = ("openai", "anthropic", "gemini")  # the ones with a Base URL and a key box
 STREAM_INTERVAL_S = 0.04  # token-only updates are coalesced to ~25 per second; structural events always go out
 
@@ -51,6 +53,7 @@ class ChatContext:
     policy: Policy = dataclasses.field(default_factory=Policy)
     writer: object | None = None  # the store's `labeling.recorder.StoreWriter`: writes off the event loop
     judge: object | None = None  # `labeling.live.LiveJudge`: judges each stored turn in the background
+    voice: object | None = None  # `convfill.voice.channel.VoiceService`; None: the app offers no voice
     # running turn handlers per session (a barge-in briefly runs two of one session); event loop only
     talking: collections.Counter = dataclasses.field(default_factory=collections.Counter)
 
@@ -69,7 +72,8 @@ class ChatContext:
                            "now. Try again in a few seconds.")
 
     def new_session(self, owner: str | None = None) -> ChatSession:
-        return ChatSession(self.pool, self.store, self.policy, self.talker_choices, self.writer, self.judge, owner)
+        return ChatSession(self.pool, self.store, self.policy, self.talker_choices, self.writer, self.judge, owner,
+                           self.voice)
 
 
 def config_control(name: str, cls: type = EngineConfig, cap: float | None = None) -> gr.Number:
@@ -108,7 +112,7 @@ def _outputs(session: ChatSession):
 
 def _settings(kw: dict) -> TurnSettings:
     kw = {k: valid_unicode(v) for k, v in kw.items()}
-    engine = {k: kw.pop(k) for k in ENGINE_CONTROLS if k in kw}
+    engine = {k: kw.pop(k) for k in ENGINE_CONTROLS + VOICE_CONTROLS if k in kw}
     known = {f.name for f in dataclasses.fields(TurnSettings)}
     return TurnSettings(**{k: v for k, v in kw.items() if k in known and v is not None}, engine=engine)
 
@@ -206,6 +210,7 @@ def build_chat_tab(ctx: ChatContext) -> dict[str, gr.components.Component]:
                                  autofocus=True, max_lines=4)
                 send = gr.Button("Send", variant="primary", scale=1, elem_id="cf-send")
                 stop = gr.Button("Stop", variant="stop", scale=1, elem_id="cf-stop")
+            voice = build_voice_panel(ctx)
             timeline = gr.HTML(render_timeline([]), label="Timeline", elem_id="cf-timeline")
             metrics = gr.HTML(render_metrics([]), label="Metrics", elem_id="cf-metrics")
         with gr.Column(scale=2):
@@ -241,7 +246,8 @@ def build_chat_tab(ctx: ChatContext) -> dict[str, gr.components.Component]:
     reasoner.change(reasoner_changed, reasoner, [knowledge, api_group], queue=False, api_visibility="private")
     settings = {"reasoner": reasoner, "reasoner_model": reasoner_model, "base_url": base_url, "api_key": api_key,
                 "knowledge": knowledge, "reasoner_delay_s": delay, "oracle_gap_s": gap, "talker": talker,
-                **engine_controls}
+                **engine_controls, "voice_token": voice["voice_token"], "filler_pacing": voice["filler_pacing"],
+                "filler_lead_s": voice["filler_lead_s"]}
     # Several sessions stream at once (concurrency_limit=None); the shared Talker's lock serialises
     # generation. trigger_mode="multiple": a message sent while a turn runs starts a new turn that
     # cancels the old one in the engine (barge-in) instead of being dropped by the browser.

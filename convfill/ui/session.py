@@ -49,6 +49,8 @@ class TurnSettings:
         oracle_gap_s: oracle: seconds between chunks.
         talker: `DEFAULT_TALKER`, a GGUF path, a hub id / local dir, optionally prefixed `runtime:`.
         engine: `EngineConfig` field values.
+        voice_token: the browser's voice channel (`convfill.voice.channel`): when set and live, the turn is
+            spoken to it and paced by its audio. Secret-like (it names one visitor's socket): not in `repr`.
     """
 
     reasoner: str = "oracle"
@@ -60,6 +62,7 @@ class TurnSettings:
     oracle_gap_s: float = 0.4
     talker: str = DEFAULT_TALKER
     engine: dict[str, Any] = field(default_factory=dict)
+    voice_token: str = field(default="", repr=False)
 
     def engine_config(self) -> EngineConfig:
         """The `EngineConfig` (ConfigError naming the field when a value is out of bounds)."""
@@ -212,8 +215,10 @@ class ChatSession:
     """
 
     def __init__(self, pool: ModelPool, store=None, policy: Policy | None = None, talkers: tuple[str, ...] = (),
-                 writer=None, judge=None, owner: str | None = None):
+                 writer=None, judge=None, owner: str | None = None, voice=None):
         self.pool, self.store, self.writer, self.judge = pool, store, writer, judge
+        self.voice_service = voice  # `convfill.voice.channel.VoiceService`, when the app offers voice
+        self.voice = None  # the `VoiceChannel` this session's turns are spoken to, if any
         self.owner = owner  # whose conversations these are (the workbench shows visitors only their own)
         self.labels: dict[int, str] = {}  # the last turn's NLI labels by phrase index (live judging)
         self.policy, self.offered_talkers = policy or Policy(), tuple(talkers)
@@ -222,12 +227,15 @@ class ChatSession:
         self.turns: list[TurnView] = []
         self.current: TurnView | None = None
         self.save_error: str | None = None  # why the last turn could not be stored, if it could not
+        self.settings: TurnSettings | None = None
 
     # The engine calls this for every event, synchronously, also while a turn is being cancelled, so a
     # view always receives its TurnEnded even when the UI stopped listening (Stop, closed tab).
     def _observe(self, ev: Event) -> None:
         if self.current is not None:
             self.current.apply(ev)
+        if self.voice is not None:
+            self.voice.on_event(ev)
 
     def _record(self, ev: Event) -> None:
         # The engine logs and swallows observer errors (a turn must not die because a disk is full), so
@@ -284,9 +292,19 @@ class ChatSession:
         else:
             await self.engine.cancel()  # a running turn keeps its settings; end it before swapping
             self.engine.talker, self.engine.reasoner, self.engine.config = talker, reasoner, config
+        self.settings = s  # the last turn's settings: a voice transcript prefills with them
+        self.voice = self._voice_channel(s.voice_token)
+        self.engine.playback = self.voice.playback if self.voice is not None else None
         if self.recorder is not None:
             self.recorder.talker, self.recorder.reasoner = talker.describe(), reasoner.describe()
             self.recorder.config = {**asdict(config), "talker_box": s.talker}
+
+    def _voice_channel(self, token: str):
+        """The live voice channel `token` names, bound to this session (no other session may speak to it)."""
+        if not token or self.voice_service is None:
+            return None
+        channel = self.voice_service.get(token)
+        return channel if channel is not None and channel.live and channel.bind(self) else None
 
     async def prefill(self, text: str, s: TurnSettings) -> bool:
         """While the user types: pre-compute the first phrase's prompt in the Talker `s` names.

@@ -3,7 +3,8 @@
 `render_timeline(events)` is a pure function of the events seen so far, so the chat handler can redraw it
 with every streamed update (no polling) and tests can check it without a browser. Two lanes share the
 axis: the Reasoner lane marks when each knowledge chunk arrived; the Talker lane draws each phrase from
-its start to its end with a tick at its first token. A dashed line in the chunk's colour links every
+its start to its end with a tick at its first token. A voiced turn adds a third lane, "Heard": each
+sentence as it played in the browser, in its phrase's colour, with a red cut mark where barge-in stopped it. A dashed line in the chunk's colour links every
 knowledge phrase to the chunk it came from ("from #0"); fillers are grey and labelled `<sil>`. Hovering any
 mark shows its text (SVG `<title>`). Classes and `data-*` attributes name every mark for browser tests.
 """
@@ -15,13 +16,14 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..events import (ChunkArrived, ErrorEvent, Event, FirstToken, PhraseDelta, PhraseEnded, PhraseStarted,
-                      ReasonerEnded, TurnEnded)
+from ..events import (AudioHeard, ChunkArrived, ErrorEvent, Event, FirstToken, PhraseDelta, PhraseEnded,
+                      PhraseStarted, ReasonerEnded, TurnEnded)
 
 # Geometry of the drawing (viewBox units; the SVG scales to the panel width).
 WIDTH, HEIGHT = 900, 170
 LEFT, RIGHT = 78, 16            # room for the lane names / for the last tick label
-REASONER_Y, TALKER_Y = 48, 112  # lane centre lines
+REASONER_Y, TALKER_Y, HEARD_Y = 48, 112, 166  # lane centre lines (Heard: voiced turns only)
+HEARD_EXTRA = 54                # extra height when the Heard lane is drawn
 BAR_H = 20                      # phrase bar height
 PALETTE = ("#2563eb", "#d97706", "#059669", "#db2777", "#7c3aed", "#0891b2", "#65a30d", "#dc2626")
 SIL_COLOUR, ERROR_COLOUR = "#9ca3af", "#dc2626"
@@ -63,12 +65,16 @@ def _fold(events: Iterable[Event]):
     chunks: dict[int, ChunkArrived] = {}
     phrases: dict[int, _Phrase] = {}
     errors: list[ErrorEvent] = []
+    heard: list[AudioHeard] = []
     reasoner_end: ReasonerEnded | None = None
     turn_end: TurnEnded | None = None
     now = 0.0
     for ev in events:
         now = max(now, ev.t_ms)
-        if isinstance(ev, ChunkArrived):
+        if isinstance(ev, AudioHeard):
+            heard.append(ev)
+            now = max(now, ev.end_ms)
+        elif isinstance(ev, ChunkArrived):
             chunks[ev.chunk_index] = ev
         elif isinstance(ev, PhraseStarted):
             phrases[ev.phrase_index] = _Phrase(ev.phrase_index, ev.source, ev.chunk_index, ev.t_ms)
@@ -85,7 +91,7 @@ def _fold(events: Iterable[Event]):
             reasoner_end = ev
         elif isinstance(ev, TurnEnded):
             turn_end = ev
-    return chunks, phrases, errors, reasoner_end, turn_end, now
+    return chunks, phrases, errors, heard, reasoner_end, turn_end, now
 
 
 BADGES = {"entailment": ("E", "#059669"), "neutral": ("N", "#6b7280"), "contradiction": ("C", "#dc2626")}
@@ -103,7 +109,8 @@ def render_timeline(events: Iterable[Event], now_ms: float | None = None,
     Returns:
         An HTML string; an empty turn gives the two empty lanes.
     """
-    chunks, phrases, errors, reasoner_end, turn_end, last = _fold(events)
+    chunks, phrases, errors, heard, reasoner_end, turn_end, last = _fold(events)
+    height = HEIGHT + (HEARD_EXTRA if heard else 0)
     now = max(now_ms if now_ms is not None else last, last)
     span = max(1000.0, now * 1.05)
     step = _nice_step(span)
@@ -114,12 +121,12 @@ def render_timeline(events: Iterable[Event], now_ms: float | None = None,
         return round(LEFT + plot_w * min(max(t, 0.0), span) / span, 1)
 
     out: list[str] = [
-        f'<svg class="cf-timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        f'<svg class="cf-timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
         f'width="100%" role="img" aria-label="turn timeline" data-now-ms="{now:.0f}" '
         f'style="font-family: sans-serif; font-size: 11px; max-width: {WIDTH * 1.4:.0f}px">',
     ]
     # Axis and ticks.
-    axis_y = HEIGHT - 22
+    axis_y = height - 22
     out.append(f'<line x1="{LEFT}" y1="{axis_y}" x2="{WIDTH - RIGHT}" y2="{axis_y}" stroke="#6b7280"/>')
     t = 0.0
     while t <= span + 1e-6:
@@ -133,7 +140,8 @@ def render_timeline(events: Iterable[Event], now_ms: float | None = None,
                f'(hover a mark for its text)</text>')
 
     # Lanes.
-    for name, y, lane in (("Reasoner", REASONER_Y, "reasoner"), ("Talker", TALKER_Y, "talker")):
+    lanes = [("Reasoner", REASONER_Y, "reasoner"), ("Talker", TALKER_Y, "talker")]
+    for name, y, lane in lanes + ([("Heard", HEARD_Y, "heard")] if heard else []):
         out.append(f'<g class="cf-lane" data-lane="{lane}"><text x="8" y="{y + 4}" font-weight="bold" '
                    f'fill="#374151">{name}</text><line x1="{LEFT}" y1="{y}" x2="{WIDTH - RIGHT}" y2="{y}" '
                    f'stroke="#d1d5db" stroke-dasharray="2 3"/></g>')
@@ -196,6 +204,22 @@ def render_timeline(events: Iterable[Event], now_ms: float | None = None,
             letter, colour = BADGES[label]
             out.append(f'<text class="cf-badge" data-label="{label}" x="{x0 + 2}" y="{TALKER_Y - BAR_H / 2 - 4}" '
                        f'fill="{colour}" font-weight="bold"><title>NLI judge: {label}</title>{letter}</text>')
+        out.append("</g>")
+
+    # Heard lane: what the listener actually heard, sentence by sentence.
+    colour = {p.index: (SIL_COLOUR if p.source == "sil" else ERROR_COLOUR if p.source == "error"
+                        else chunk_colour(p.chunk_index or 0)) for p in phrases.values()}
+    for h in heard:
+        x0, x1 = x(h.start_ms), x(h.end_ms)
+        tip = (f"heard phrase {h.phrase_index}, sentence {h.seq}: {_ms(h.start_ms)} - {_ms(h.end_ms)}"
+               f"{' (cut by barge-in)' if h.cut else ''}\n{h.text}")
+        out.append(f'<g class="cf-heard" data-phrase="{h.phrase_index}" data-seq="{h.seq}" '
+                   f'data-cut="{str(h.cut).lower()}"><title>{_esc(tip)}</title>'
+                   f'<rect x="{x0}" y="{HEARD_Y - BAR_H / 2 + 3}" width="{max(x1 - x0, 2):.1f}" '
+                   f'height="{BAR_H - 6}" rx="2" fill="{colour.get(h.phrase_index, SIL_COLOUR)}" fill-opacity="0.6"/>')
+        if h.cut:
+            out.append(f'<path class="cf-cut" d="M{x1} {HEARD_Y - BAR_H / 2} L{x1} {HEARD_Y + BAR_H / 2}" '
+                       f'stroke="{ERROR_COLOUR}" stroke-width="3"/>')
         out.append("</g>")
 
     if turn_end is not None:

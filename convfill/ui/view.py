@@ -101,6 +101,11 @@ def render_metrics(events: list[Event]) -> str:
             ("Chunk → phrase lag (mean)", _fmt(m.chunk_to_phrase_lag_ms)),
             ("Fillers / knowledge phrases / chunks", f"{m.n_fillers} / {m.n_knowledge_phrases} / {m.n_chunks}"),
             ("Total", _fmt(m.total_ms) if m.total_ms is not None else "running…"),
+            *([("Voice to voice (end of speech → first audio)", _fmt(m.voice_to_voice_ms)),
+               ("Speech recognition", _fmt(m.asr_ms)),
+               ("Voiced first response (transcript → first audio)", _fmt(m.voiced_first_ms)),
+               ("Dead air (silences > 300 ms)", _fmt(m.dead_air_ms))] if m.voiced_first_ms is not None
+              or m.asr_ms is not None else []),
             ("End", m.end_reason or "running…")]
     body = "".join(f"<tr><td>{html.escape(k)}</td><td style='text-align:right' data-metric='{i}'>"
                    f"{html.escape(v)}</td></tr>" for i, (k, v) in enumerate(rows))
