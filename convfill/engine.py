@@ -190,6 +190,8 @@ class Engine:
                     if playback is not None:
                         await playback.drained()  # a spoken turn is over when it has been heard
                         follower.cancel()
+                        if playback.interrupted:  # the listener cut it off before its end
+                            reason = "cancelled"
                     timer.cancel()
                     if pump:
                         pump.cancel()
@@ -230,6 +232,8 @@ class Engine:
             await self._filler(st, "turn_start")
         while len(st.phrases) < cfg.max_phrases:
             st.changed.clear()
+            if st.playback is not None and st.playback.interrupted:
+                return  # nobody is listening to this turn any more
             if st.queue:  # knowledge first: it pre-empts any pending filler
                 idx, chunk = st.queue.popleft()
                 await self._phrase(st, "chunk", chunk, idx)

@@ -24,9 +24,12 @@ TURN = dict(reasoner="oracle", knowledge=KNOWLEDGE, reasoner_delay_s=0.5, oracle
 
 @pytest.fixture(scope="module")
 def voice_parts():
+    """(ASR, TTS) the app uses, and a steady Piper (no randomness) that speaks the test's questions the same
+    way every run."""
     from convfill.voice import load_asr, load_tts
+    from convfill.voice.tts import PiperTTS
 
-    return load_asr(), load_tts()
+    return load_asr(), load_tts(), PiperTTS(noise_scale=0.0, noise_w_scale=0.0)
 
 
 @pytest.fixture
@@ -36,7 +39,7 @@ def voice_app(real_talker, voice_parts):
     pool = ModelPool()
     pool.add_talker(DEFAULT_TALKER, real_talker)
     with launched(AppConfig.from_env(live_judge=False), pool) as (demo, url):
-        demo.convfill_voice._asr, demo.convfill_voice._tts = voice_parts  # loaded once for the module
+        demo.convfill_voice._asr, demo.convfill_voice._tts = voice_parts[:2]  # loaded once for the module
         yield demo, url
     assert isinstance(demo.convfill_voice, VoiceService)
 
@@ -59,7 +62,7 @@ async def _ask(url, pcm, **kw):
 
 def test_a_spoken_question_is_transcribed_answered_and_heard(voice_app, voice_parts):
     demo, url = voice_app
-    vc, turn, out = asyncio.run(_ask(url, spoken(voice_parts[1], "What is the capital of France?")))
+    vc, turn, out = asyncio.run(_ask(url, spoken(voice_parts[2], "What is the capital of France?")))
     words = turn.transcript.lower().replace("?", "").split()
     assert "capital" in words and "france" in words
     assert turn.played and sum(p.duration_s for p in turn.played) > 1.0  # real speech came back
@@ -78,7 +81,7 @@ def test_a_spoken_question_is_transcribed_answered_and_heard(voice_app, voice_pa
 
 def test_barge_in_by_voice_cancels_and_keeps_what_was_heard(voice_app, voice_parts):
     demo, url = voice_app
-    tts = voice_parts[1]
+    tts = voice_parts[2]
 
     async def run():
         async with VoiceClient(url) as vc:
@@ -141,7 +144,7 @@ def test_hostile_messages_and_oversize_speech_are_refused_cleanly(voice_app, voi
             await vc.send({"type": "speech_end", "endpoint_ms": 0})
             msg = await asyncio.wait_for(vc._transcripts.get(), 30)
             errors = [m for m in vc.messages if m["type"] == "error"]
-            ok = await vc.say(spoken(voice_parts[1], "Hello there."))  # the channel still works
+            ok = await vc.say(spoken(voice_parts[2], "Hello there."))  # the channel still works
             return msg, errors, ok
 
     msg, errors, ok = asyncio.run(run())

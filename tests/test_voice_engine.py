@@ -190,3 +190,19 @@ def test_sentences_and_cuts():
 def test_filler_pacing_is_checked():
     with pytest.raises(ConfigError, match="filler_pacing"):
         EngineConfig(filler_pacing="sometimes")
+
+
+async def test_a_cut_while_only_audio_is_left_ends_the_turn_cancelled():
+    # The Talker is done long before its audio is: barge-in then lands while the engine waits for the
+    # listener, and must end the turn as cancelled (heard up to the cut), with or without an explicit cancel.
+    engine, browser, clock = voiced(delays=0.1, max_fillers=1)
+    events = []
+    async for ev in engine.turn("Who wrote it?"):
+        events.append(ev)
+        if isinstance(ev, AudioHeard) and len(of_type(events, AudioHeard)) == 1:
+            await clock.sleep(0.3)
+            browser.barge_in()  # no engine.cancel(): the cut alone ends the turn
+    end = events[-1]
+    assert end.reason == "cancelled" and of_type(events, AudioHeard)[-1].cut
+    generated = " ".join(e.text for e in of_type(events, PhraseEnded) if e.text)
+    assert len(end.reply) < len(generated)

@@ -22,21 +22,45 @@ HTML*/
   const ABS_THRESH = 0.012, FLOOR_K = 3.0, ECHO_K = 2.5; // RMS; ECHO_K raises it while we are playing (echo)
   // Capture worklet: 20 ms frames at 16 kHz, each stamped with its end in context time. Linear resampling
   // covers a context that could not run at 16 kHz (Firefox wants the mic's own rate); at 16 kHz it copies.
-  const WORKLET = `class CfCapture extends AudioWorkletProcessor {
-    constructor() { super(); this.buf = new Float32Array(${FRAME}); this.n = 0; this.t = 0; this.prev = 0; this.step = sampleRate / ${RATE}; }
+  // Barge-in is decided here too, on the audio thread: while the reply plays, START_FRAMES loud frames mute
+  // the gate every reply source goes through at once (one 8 ms render later), however busy the page is;
+  // the page then stops the sources, reports the cut and unmutes. Capture and gate share one context, so
+  // they share this module's `cf` state.
+  const WORKLET = `const cf = { playing: false, thresh: 1, muted: false, loud: 0, onset: 0 };
+  class CfCapture extends AudioWorkletProcessor {
+    constructor() {
+      super(); this.buf = new Float32Array(${FRAME}); this.n = 0; this.t = 0; this.prev = 0; this.step = sampleRate / ${RATE};
+      this.port.onmessage = (e) => { Object.assign(cf, e.data); if (!cf.playing) cf.loud = 0; };
+    }
+    frame(end) {
+      this.port.postMessage([this.buf.slice(), end]);
+      if (!cf.playing || cf.muted) return;
+      let s = 0; for (let i = 0; i < ${FRAME}; i++) s += this.buf[i] * this.buf[i];
+      if (Math.sqrt(s / ${FRAME}) <= cf.thresh) { cf.loud = 0; return; }
+      if (++cf.loud === 1) cf.onset = end;
+      if (cf.loud >= ${START_FRAMES}) { cf.muted = true; this.port.postMessage({ mute: currentTime, onset: cf.onset }); }
+    }
     process(inputs) {
       const ch = inputs[0] && inputs[0][0];
       if (ch) for (let i = 0; i < ch.length; i++) {
         for (; this.t < 1; this.t += this.step) {
           this.buf[this.n++] = this.prev + (ch[i] - this.prev) * this.t;
-          if (this.n === ${FRAME}) { this.port.postMessage([this.buf.slice(), currentTime + (i + 1) / sampleRate]); this.n = 0; }
+          if (this.n === ${FRAME}) { this.frame(currentTime + (i + 1) / sampleRate); this.n = 0; }
         }
         this.t -= 1; this.prev = ch[i];
       }
       return true;
     }
   }
-  registerProcessor("cf-capture", CfCapture);`;
+  class CfGate extends AudioWorkletProcessor {
+    process(inputs, outputs) {
+      const i = inputs[0] && inputs[0][0], o = outputs[0] && outputs[0][0];
+      if (i && o && !cf.muted) o.set(i);
+      return true;
+    }
+  }
+  registerProcessor("cf-capture", CfCapture);
+  registerProcessor("cf-gate", CfGate);`;
 
   // Live stats for tests and debugging (read by tests/test_voice_browser.py).
   const stats = { state: "off", playedSamples: 0, playedMs: 0, chunks: [], transcripts: [], lastTurn: null,
@@ -76,12 +100,13 @@ HTML*/
     // Contexts are made inside the click, so autoplay rules let them run.
     v = { mode, ready: false, utt: null, ring: [], loud: 0, floor: 0, onset: 0, live: [], lastEnd: 0,
           turn: null, active: null, eosAt: null, firstSent: new Set(), maxUttMs: 60000,
-          inCtx: newContext(RATE), outCtx: new AudioContext() };
+          inCtx: newContext(RATE), outCtx: null };
     const me = v;
     micBtn.textContent = "🎤 Voice on"; micBtn.setAttribute("aria-pressed", "true");
     setStatus("Starting voice…"); updateState();
     try {
-      const res = await server.voice_start({ mode });
+      const field = (id) => (document.querySelector(`#${id} textarea, #${id} input`) || {}).value || "";
+      const res = await server.voice_start({ mode, asr: field("cf-asr"), tts: field("cf-tts") });
       if (!res || res.error || !res.token) throw new Error((res && res.error) || "voice is not available");
       if (v !== me) return;
       const base = location.pathname.replace(/\/$/, "");
@@ -99,8 +124,9 @@ HTML*/
       try { await capture(me); } catch (err) { // a browser that cannot feed the mic into a 16 kHz context
         me.inCtx.close().catch(() => {}); me.inCtx = new AudioContext(); await capture(me);
       }
+      me.outCtx = me.inCtx; // the reply plays through the capture context's gate (see WORKLET)
       note("mic open");
-      await Promise.all([me.inCtx.resume(), me.outCtx.resume()]);
+      await me.inCtx.resume();
       setToken(res.token);
       pttBtn.disabled = mode !== "ptt";
       setStatus(mode === "ptt" ? "Hold the button (or Space) and talk" : "Listening…");
@@ -114,8 +140,11 @@ HTML*/
     try { await me.inCtx.audioWorklet.addModule(blobUrl); } finally { URL.revokeObjectURL(blobUrl); }
     const source = me.inCtx.createMediaStreamSource(me.stream);
     const node = new AudioWorkletNode(me.inCtx, "cf-capture", { numberOfInputs: 1, numberOfOutputs: 0 });
-    node.port.onmessage = (e) => { if (v === me) onFrame(e.data[0], capturedAt(e.data[1])); };
+    node.port.onmessage = (e) => { if (v !== me) return; if (Array.isArray(e.data)) onFrame(e.data[0], capturedAt(e.data[1])); else onMute(e.data); };
     source.connect(node);
+    me.cap = node;
+    me.gate = new AudioWorkletNode(me.inCtx, "cf-gate", { numberOfInputs: 1, numberOfOutputs: 1, outputChannelCount: [1] });
+    me.gate.connect(me.inCtx.destination);
   }
 
   function stop() {
@@ -126,7 +155,7 @@ HTML*/
     for (const c of old.live) { c.src.onended = null; try { c.src.stop(); } catch (e) { /* not started */ } }
     if (old.ws) { old.ws.onclose = null; try { old.ws.close(); } catch (e) { /* already closed */ } }
     if (old.stream) old.stream.getTracks().forEach((t) => t.stop());
-    old.inCtx.close().catch(() => {}); old.outCtx.close().catch(() => {});
+    old.inCtx.close().catch(() => {});
     setToken("");
     micBtn.textContent = "🎤 Voice off"; micBtn.setAttribute("aria-pressed", "false");
     pttBtn.disabled = true; pttBtn.classList.remove("cf-active");
@@ -157,6 +186,7 @@ HTML*/
     // Adaptive noise floor: falls fast, rises slowly (so speech does not become the floor).
     v.floor = v.floor === 0 ? Math.max(level, 1e-4) : v.floor + (level < v.floor ? 0.1 : 0.002) * (level - v.floor);
     const thresh = Math.max(ABS_THRESH, v.floor * FLOOR_K) * (v.live.length && !v.utt ? ECHO_K : 1);
+    if (v.live.length && !v.utt && v.cap) v.cap.port.postMessage({ thresh }); // the worklet's barge-in uses it
     const loud = level > thresh;
     if (!v.utt) {
       v.loud = loud ? v.loud + 1 : 0;
@@ -177,9 +207,20 @@ HTML*/
     else if (u.ms >= v.maxUttMs) closeUtterance(0);
   }
 
-  function openUtterance(onset) {
-    const bargeIn = stopPlayback(v.active, true);
-    if (bargeIn) stats.bargeIns.push({ turn: bargeIn.turn, onsetToStopMs: bargeIn.at - onset, cut: bargeIn.cut });
+  // The worklet muted the reply: a barge-in, decided on the audio thread. `mute`/`onset` are context times.
+  function onMute(m) {
+    const toPerf = (t) => performance.now() - Math.max(0, v.inCtx.currentTime - t) * 1000;
+    if (v.utt) return gate(false); // already an utterance (push to talk, or the page's VAD was first)
+    openUtterance(toPerf(m.onset) - (FRAME / RATE) * 1000, { at: toPerf(m.mute), ctxTime: m.mute });
+  }
+
+  function gate(playing) { if (v && v.cap) v.cap.port.postMessage({ muted: false, playing }); }
+
+  function openUtterance(onset, muted) {
+    const bargeIn = stopPlayback(v.active, true, false, muted && muted.ctxTime);
+    gate(false);
+    if (bargeIn) stats.bargeIns.push({ turn: bargeIn.turn, onsetToStopMs: (muted ? muted.at : bargeIn.at) - onset,
+                                       cut: bargeIn.cut });
     send({ type: "speech_start", barge_in: !!bargeIn });
     note(bargeIn ? "speech_start barge_in" : "speech_start");
     v.utt = { ms: 0, speechMs: START_FRAMES * 20, silentMs: 0, paused: false };
@@ -231,7 +272,7 @@ HTML*/
     if (!pcm.length) return;
     const ctx = v.outCtx, ab = ctx.createBuffer(1, pcm.length, head.rate), ch = ab.getChannelData(0);
     for (let i = 0; i < pcm.length; i++) ch[i] = pcm[i] / 32768;
-    const src = ctx.createBufferSource(); src.buffer = ab; src.connect(ctx.destination);
+    const src = ctx.createBufferSource(); src.buffer = ab; src.connect(v.gate || ctx.destination);
     const now = ctx.currentTime;
     const at = Math.max(now + 0.02, v.lastEnd); // back to back; a 20 ms margin so the start is never late
     src.start(at); v.lastEnd = at + ab.duration;
@@ -239,7 +280,12 @@ HTML*/
                 samples: pcm.length, start: heardAt(ctx, at), duration: ab.duration * 1000,
                 cut: false, src, at };
     stats.chunks.push(c); v.live.push(c); note(`audio ${c.phrase}/${c.seq} in ${Math.round((at - now) * 1000)} ms`);
-    src.onended = () => { if (!v) return; v.live = v.live.filter((x) => x !== c); played(c, c.samples); updateState(); };
+    if (v.live.length === 1 && v.cap) v.cap.port.postMessage({ playing: true });
+    src.onended = () => {
+      if (!v) return;
+      v.live = v.live.filter((x) => x !== c); played(c, c.samples); updateState();
+      if (!v.live.length && v.cap) v.cap.port.postMessage({ playing: false });
+    };
     send({ type: "started", turn: c.turn, phrase: c.phrase, seq: c.seq, start_in_ms: (at - now) * 1000 });
     if (!v.firstSent.has(c.turn)) {
       v.firstSent.add(c.turn);
@@ -264,9 +310,9 @@ HTML*/
 
   // Stop every scheduled source of `turn` at once; report `cut` for the sentence that was playing (or
   // `stopped`). Returns {turn, at, cut} when there was something to stop (or the turn was still running).
-  function stopPlayback(turn, report, silent) {
+  function stopPlayback(turn, report, silent, mutedAt) {
     if (!v || !turn) return null;
-    const ctx = v.outCtx, now = ctx.currentTime;
+    const ctx = v.outCtx, now = mutedAt || ctx.currentTime; // the gate may have silenced it a moment ago
     const mine = v.live.filter((c) => c.turn === turn);
     if (!mine.length && v.active !== turn) { if (report && !silent) send({ type: "stopped", turn }); return null; }
     let playing = null;
@@ -278,7 +324,7 @@ HTML*/
     }
     const at = performance.now();
     v.live = v.live.filter((c) => c.turn !== turn);
-    if (!v.live.length) v.lastEnd = 0;
+    if (!v.live.length) { v.lastEnd = 0; gate(false); }
     if (playing) {
       const ms = (now - playing.at) * 1000;
       playing.cut = true; played(playing, Math.round((ms * playing.rate) / 1000));

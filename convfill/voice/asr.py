@@ -200,8 +200,7 @@ class WhisperASR(ASR):
             where = self.model_label = spec
         try:
             self.model = WhisperModel(where, device="cpu", compute_type=compute_type,
-                                      cpu_threads=self.cpu_threads, num_workers=1,
-                                      local_files_only=os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"))
+                                      cpu_threads=self.cpu_threads, num_workers=1)
         except ValueError as e:  # faster-whisper: not a known size name
             raise VoiceLoadError(f"Whisper model {spec!r}: {e}") from None
         except Exception as e:  # noqa: BLE001 - hub/network/format errors all mean "cannot load this"

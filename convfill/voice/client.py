@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from .protocol import IN_RATE, PATH, unpack_audio
 
 FRAME_MS = 20
+PREROLL_MS = 300  # voice.js's pre-roll: the utterance starts a little before the speech
 
 
 @dataclass
@@ -123,6 +124,7 @@ class VoiceClient:
             await self.stop_playback()
         await self.send({"type": "speech_start", "barge_in": barge_in})
         step = IN_RATE * FRAME_MS // 1000 * 2
+        pcm16k = b"\0\0" * (IN_RATE * PREROLL_MS // 1000) + pcm16k  # voice.js sends what came just before
         for i in range(0, len(pcm16k), step):
             await self.ws.send(pcm16k[i:i + step])
             if realtime:

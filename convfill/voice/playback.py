@@ -116,6 +116,11 @@ class Playback:
         self._expected[phrase_index] = max(0.0, left * EST_MS_PER_CHAR)
         self._notify()
 
+    @property
+    def interrupted(self) -> bool:
+        """Playback of this turn was stopped (barge-in, Stop, or the listener left): nothing more is heard."""
+        return self._cut_at is not None
+
     def remaining_ms(self) -> float:
         """Audio the listener has not heard yet: scheduled, sent but not scheduled, and not synthesized yet."""
         if self._cut_at is not None:

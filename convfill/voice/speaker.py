@@ -125,8 +125,8 @@ class Speaker:
             if isinstance(job, dict):
                 await self._safe(self.send_json(job))
                 continue
-            if job.turn_id != self.playback.turn_id:
-                continue  # an old turn's speech: never sent
+            if job.turn_id != self.playback.turn_id or self.playback.interrupted:
+                continue  # an old or cut-off turn's speech: never synthesized, never sent
             if job.text is None:
                 self.playback.phrase_sent(job.phrase_index)
                 continue
@@ -138,8 +138,8 @@ class Speaker:
                 continue
             first_byte_ms = (time.perf_counter() - job.queued_at) * 1000.0
             for sp in speeches:
-                if job.turn_id != self.playback.turn_id:
-                    break  # cancelled while synthesizing
+                if job.turn_id != self.playback.turn_id or self.playback.interrupted:
+                    break  # cut off while synthesizing
                 k = (job.turn_id, job.phrase_index)
                 n = seq.get(k, 0)
                 seq[k] = n + 1

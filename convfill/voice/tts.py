@@ -101,13 +101,16 @@ class PiperTTS(TTS):
         threads: onnxruntime intra-op threads (None = `DEFAULT_THREADS`). piper's own loader gives no
             say in this, so the session is built here.
         length_scale: speaking rate (< 1 faster, > 1 slower); None = the voice's own.
+        noise_scale, noise_w_scale: the voice's randomness (None = its own); 0 and 0 make every synthesis of a
+            text the same audio (tests that transcribe Piper's speech use that).
         max_chars: the longest text accepted.
     """
 
     name = "piper"
 
     def __init__(self, voice: str | Path | None = None, threads: int | None = None,
-                 length_scale: float | None = None, *, max_chars: int = MAX_CHARS):
+                 length_scale: float | None = None, *, noise_scale: float | None = None,
+                 noise_w_scale: float | None = None, max_chars: int = MAX_CHARS):
         super().__init__(max_chars)
         try:
             import onnxruntime
@@ -138,7 +141,7 @@ class PiperTTS(TTS):
             raise VoiceLoadError(f"cannot load the Piper voice {model.name}: {type(e).__name__}: {e}") from None
         self.load_ms = 1000 * (time.perf_counter() - t0)
         self.sample_rate = self.voice.config.sample_rate
-        self._syn = SynthesisConfig(length_scale=length_scale)
+        self._syn = SynthesisConfig(length_scale=length_scale, noise_scale=noise_scale, noise_w_scale=noise_w_scale)
         self._lock = threading.Lock()  # one synthesis at a time: two would only split the same cores
 
     def _synthesize(self, sentence: str) -> bytes:
