@@ -14,11 +14,25 @@ from pathlib import Path
 
 from ..cli import _add_model_args, build_reasoner, build_talker, run_command
 from ..config import EngineConfig, from_arguments
-from .qa import DEFAULT_DATA, MODES, arun_qa, load_items, sample_items
+from .qa import DEFAULT_DATA, KNOWLEDGE, MODES, arun_qa, attach_chunks, load_items, sample_items
 
 
 def _items(args):
-    return sample_items(load_items(args.data), args.n, args.seed)
+    items = load_items(args.data)
+    if getattr(args, "chunks", None):
+        items = attach_chunks(items, args.chunks)
+    return sample_items(items, args.n, args.seed)
+
+
+def _talker(args):
+    """`build_talker` plus this evaluation's filler decoding choice (`--filler-sampling`)."""
+    talker = build_talker(args)
+    choice = getattr(args, "filler_sampling", "auto")
+    if choice != "auto" and hasattr(talker, "filler_sampling"):
+        from ..talkers.fillers import resolve
+
+        talker.filler_sampling = resolve(choice)
+    return talker
 
 
 def _common(p: argparse.ArgumentParser, n_default: int = 50) -> None:
@@ -38,10 +52,11 @@ def cmd_qa(args) -> dict:
 
     config = from_arguments(EngineConfig, args)
     items = _items(args)
-    talker = build_talker(args) if args.mode != "reasoner" else None
+    talker = _talker(args) if args.mode != "reasoner" else None
     reasoner = build_reasoner(args) if args.mode != "talker" else None
     run = asyncio.run(arun_qa(items, args.mode, talker, reasoner, config, out_dir=args.out, label=args.label,
-                              progress=args.progress))
+                              progress=args.progress, knowledge=args.oracle_knowledge,
+                              turns_per_conversation=args.turns_per_conversation))
     paths = write_qa_report(args.out)
     summary = {**run.summary, "data": str(args.data), "seed": args.seed,
                **{k: str(v) for k, v in paths.items()}}
@@ -82,6 +97,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="convfill: Talker + Reasoner; reasoner: the Reasoner alone answers; talker: the "
                         "Talker alone, no Reasoner (default: convfill)")
     q.add_argument("--label", default=None, help="run name used in file names (default: from mode/Reasoner)")
+    q.add_argument("--chunks", type=Path, default=None,
+                   help="per-question knowledge chunks: JSONL {question (or user), chunks: [str | {t_ms, text}]} "
+                        "(e.g. data/eval/realistic_chunks.jsonl, or a replay recording); a --data line's own "
+                        "\"chunks\" are used too")
+    q.add_argument("--oracle-knowledge", choices=KNOWLEDGE, default="auto",
+                   help="what the oracle streams: chunks (the item's chunks, one per chunk), terse (\"The answer "
+                        "is X.\"), auto (chunks when the item has them) (default: auto)")
+    q.add_argument("--turns-per-conversation", type=int, default=1,
+                   help="consecutive questions asked in one conversation, so the Talker sees the previous turn; "
+                        "the naturalness numbers are measured over these conversations (default: 1)")
+    q.add_argument("--filler-sampling", choices=["auto", "on", "off"], default="auto",
+                   help="how the Talker decodes fillers: on = seeded sampling steered away from the phrases "
+                        "just heard, off = greedy, auto = the runtime default (on unless "
+                        "CONVFILL_FILLER_SAMPLING=off) (default: auto)")
     _common(q)
     q.set_defaults(func=cmd_qa)
     t = sub.add_parser("ttft", help="Talker TTFT vs Reasoner-alone first token vs first knowledge phrase")
@@ -99,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--label", default=None, help="run name of the turns it runs (default: entail)")
     _common(e)
     e.set_defaults(func=cmd_entail)
+    nt = sub.add_parser("naturalness", help="filler templates, distinct-2, fillers stating facts, dropped names of "
+                                            "qa runs' per-item JSONL (no model run)")
+    nt.add_argument("--records", nargs="+", type=Path, required=True, help="qa_<label>.jsonl files")
+    nt.add_argument("--json", action="store_true", help="print JSON instead of the markdown table")
+    nt.set_defaults(func=cmd_naturalness)
     ld = sub.add_parser("load", help="many visitors at once through the app's API: TTFT per number of sessions")
     ld.add_argument("--sessions", nargs="+", type=int, default=[1, 2, 4, 8], help="concurrent visitors per step")
     ld.add_argument("--rounds", type=int, default=3, help="turns per visitor per step")
@@ -133,6 +167,17 @@ def cmd_voice(args) -> dict:
 
     result = run_voice(args.n, tuple(args.delays), tuple(args.pacings), not args.typed, args.data)
     return result if args.json else {**result, "_text": render(result)}
+
+
+def cmd_naturalness(args) -> dict:
+    from .naturalness import NATURALNESS_ROWS, conversations_from_records, summarize_naturalness
+    from .report import markdown_table
+
+    runs = {p.stem.removeprefix("qa_"): summarize_naturalness(conversations_from_records(p)) for p in args.records}
+    if args.json:
+        return runs
+    return {"_text": markdown_table(("metric", *runs), [(label, *(r.get(k) for r in runs.values()))
+                                                         for k, label in NATURALNESS_ROWS])}
 
 
 def cmd_label_load(args) -> dict:

@@ -132,11 +132,31 @@ def write_qa_report(out_dir: str | Path) -> dict[str, Path]:
           "Correct = a gold answer occurs in the spoken reply after NQ/SQuAD normalisation "
           "(`convfill/eval/normalize.py`). TTFT = turn start -> first token the user hears.\n",
           markdown_table(QA_HEADERS, rows)]
+    nat = {s["label"]: s["naturalness"] for s in summaries if s.get("naturalness")}
+    nat_md = []
+    if nat:
+        from .naturalness import NATURALNESS_ROWS
+
+        nat_md = ["# Naturalness of the Talker (fillers and names)\n",
+                  "Definitions: `convfill/eval/naturalness.py` (docs/benchmarks.md, \"Fillers\").\n",
+                  markdown_table(("metric", *nat), [(label, *(v.get(key) for v in nat.values()))
+                                                    for key, label in NATURALNESS_ROWS])]
+        by_pos = {s["label"]: s["accuracy_by_answer_sentence"] for s in summaries
+                  if s.get("accuracy_by_answer_sentence")}
+        if by_pos:
+            nat_md += ["\nAccuracy by the chunk that holds the answer:\n",
+                       markdown_table(("run", "answer in sentence 1", "2", "3"),
+                                      [(k, *(f"{v[p]['accuracy']:.2f} (n={v[p]['n']})" if p in v else None
+                                             for p in ("1", "2", "3"))) for k, v in by_pos.items()])]
     paths = {"markdown": out / "qa.md"}
     if accs:
         paths["accuracy_png"] = plot_bars(accs, out / "accuracy_by_mode.png", "QA accuracy by run", "accuracy (%)")
     if ttfts:
         paths["ttft_png"] = plot_distributions(ttfts, out / "qa_ttft.png", "Time to first spoken token")
         md.append("\n![accuracy](accuracy_by_mode.png)\n\n![TTFT](qa_ttft.png)\n")
+    if nat_md:
+        paths["naturalness"] = out / "naturalness.md"
+        paths["naturalness"].write_text("\n".join(nat_md), encoding="utf-8")
+        md.append("\nNaturalness of the fillers: [naturalness.md](naturalness.md)\n")
     paths["markdown"].write_text("\n".join(md), encoding="utf-8")
     return paths

@@ -23,12 +23,7 @@ from collections.abc import Iterable, Sequence
 
 # Words that carry no topic: articles, prepositions, pronouns, auxiliaries, and the filler vocabulary itself
 # ("let me check"), so a clause made of them is never counted as a topic echo.
-FUNCTION_WORDS = frozenset("""a an the and or but nor so to of in on at for with from by about as into onto
-over under than then is are was were be been being am do does did have has had it its it's this that these
-those there here what which who whom whose when where why how i me my mine you your yours he him his she
-her hers we us our they them their let let's me just one moment second sec hold on hang give check see look
-looking checking think okay ok sure right well yes yeah hmm oh ah alright now all any some more most very
-really quite can could would should will i'll i'm i've""".split())
+FUNCTION_WORDS = frozenset(["a", "an", "the", "and", "or", "but", "nor", "so", "to", "of", "in", "on", "at", "for", "with", "from", "by", "about", "as", "into", "onto", "over", "under", "than", "then", "is", "are", "was", "were", "be", "been", "being", "am", "do", "does", "did", "have", "has", "had", "it", "its", "it's", "this", "that", "these", "those", "there", "here", "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "i", "me", "my", "mine", "you", "your", "yours", "he", "him", "his", "she", "her", "hers", "we", "us", "our", "they", "them", "their", "let", "let's", "me", "just", "one", "moment", "second", "sec", "hold", "on", "hang", "give", "check", "see", "look", "looking", "checking", "think", "okay", "ok", "sure", "right", "well", "yes", "yeah", "hmm", "oh", "ah", "alright", "now", "all", "any", "some", "more", "most", "very", "really", "quite", "can", "could", "would", "should", "will", "i'll", "i'm", "i've"])
 
 _CLAUSE_SPLIT = re.compile(r"[,;:.!?\u2014\u2013]+|\s-\s")
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
@@ -132,15 +127,30 @@ class FillerSteer:
     Text-level, so it does not depend on how a phrase was tokenized: when the words of the clause being
     generated equal a banned clause minus its last word, every token that would begin that last word
     (" check", " ch", ...) is banned; a one-word clause ("hmm") is banned at the start of any clause. Tokens
-    with a digit are always banned in fillers (spoken style has no digits, and a filler never states a number).
+    with a digit are banned in fillers (a filler never states a number), except digits the listener already
+    heard (`heard_digits`: "Season 5" may be echoed when the user said it).
 
     Args:
         banned: word lists from `recent_templates`.
-        vocab_index: `word-start prefix -> token ids` for tokens that start a new word (see `VocabIndex`).
+        vocab: the vocabulary index (`VocabIndex`).
+        heard_digits: the digit runs of what the user and the Talker said before ("5", "1813").
     """
 
-    def __init__(self, banned: Sequence[Sequence[str]], vocab: "VocabIndex"):
+    def __init__(self, banned: Sequence[Sequence[str]], vocab: VocabIndex, heard_digits: Iterable[str] = (),
+                 heard_words: Iterable[str] | None = None):
         self.vocab = vocab
+        # A capitalised word the listener never heard is a name the filler would be inventing: ban the tokens
+        # that start one (" Nu" is allowed when "Nuestra" was heard), except function words ("The", "I").
+        self.cap_ids: list[int] = []
+        if heard_words is not None:
+            allowed: set[int] = set()
+            for w in {*heard_words, *FUNCTION_WORDS}:
+                for k in range(1, len(w) + 1):
+                    allowed.update(vocab.capitalised.get(w[:k], ()))
+            self.cap_ids = sorted(vocab.capitalised_ids - allowed)
+        heard = [d for d in heard_digits if d]
+        self.digit_ids = [i for i in vocab.digit_ids
+                          if not any(_digits(vocab.pieces[i]) in d for d in heard) or not _digits(vocab.pieces[i])]
         self.by_prefix: dict[tuple[str, ...], set[str]] = {}
         for b in banned:
             if b:
@@ -148,7 +158,7 @@ class FillerSteer:
 
     def banned_ids(self, text: str) -> list[int]:
         """Token ids to ban after the generated `text` (always including the digit tokens)."""
-        out = list(self.vocab.digit_ids)
+        out = list(self.digit_ids) + self.cap_ids
         if not self.by_prefix:
             return out
         norm = _norm(text)
@@ -176,8 +186,11 @@ class VocabIndex:
         self.pieces = pieces
         self._spaced: dict[str, list[int]] = {}   # " check" -> ids (a word after a space)
         self._bare: dict[str, list[int]] = {}     # "Check" at the very start of the phrase
+        self.capitalised: dict[str, list[int]] = {}  # " Nue" -> ids: a capitalised word after a space
         digit_ids = []
         for i, p in enumerate(pieces):
+            if len(p) > 1 and p[0] == " " and p[1].isupper() and p[1:].isalpha():
+                self.capitalised.setdefault(_norm(p[1:]), []).append(i)
             if any(ch.isdigit() for ch in p):
                 digit_ids.append(i)
             low = _norm(p)
@@ -186,6 +199,7 @@ class VocabIndex:
             elif low.isalpha():
                 self._bare.setdefault(low, []).append(i)
         self.digit_ids = tuple(digit_ids)
+        self.capitalised_ids = frozenset(i for ids in self.capitalised.values() for i in ids)
 
     def starting(self, word: str, spaced: bool = True, bare: bool = False) -> list[int]:
         """Ids of tokens whose text is a (non-empty) prefix of `word`, any case: with a leading space
@@ -245,11 +259,24 @@ def resolve(value) -> FillerSampling | None:
     raise ValueError(f"filler_sampling must be auto, on, off or a FillerSampling, got {value!r}")
 
 
-class FillerPlan:
-    """What `generate` needs to decode one filler: its seed and the clause endings it must not repeat."""
+def _digits(text: str) -> str:
+    return "".join(ch for ch in text if ch.isdigit())
 
-    def __init__(self, sampling: FillerSampling, seed: int, banned: list[list[str]]):
-        self.sampling, self.seed, self.banned = sampling, seed, banned
+
+_DIGIT_RUN = re.compile(r"\d+")
+
+
+class FillerPlan:
+    """What `generate` needs to decode one filler: its seed, the clause endings it must not repeat, and the
+    digit runs the listener heard (the only digits it may say)."""
+
+    def __init__(self, sampling: FillerSampling, seed: int, banned: list[list[str]],
+                 heard_digits: Sequence[str] = (), heard_words: Iterable[str] | None = None):
+        self.sampling, self.seed, self.banned, self.heard_digits = sampling, seed, banned, tuple(heard_digits)
+        self.heard_words = None if heard_words is None else frozenset(heard_words)
+
+    def steer(self, vocab: VocabIndex) -> FillerSteer:
+        return FillerSteer(self.banned, vocab, self.heard_digits, self.heard_words)
 
 
 def plan_for(ctx, prompt: str, sampling: FillerSampling | None, base_seed: int = 0) -> FillerPlan | None:
@@ -257,4 +284,6 @@ def plan_for(ctx, prompt: str, sampling: FillerSampling | None, base_seed: int =
     if sampling is None or ctx.knowledge is not None:
         return None
     banned = recent_templates(ctx.user, ctx.earlier, ctx.prev_reply, ctx.prev_user) if sampling.steer else []
-    return FillerPlan(sampling, phrase_seed(prompt, base_seed), banned)
+    heard = " ".join(x for x in (ctx.prev_user, ctx.prev_reply, ctx.user, *ctx.earlier) if x)
+    return FillerPlan(sampling, phrase_seed(prompt, base_seed), banned, _DIGIT_RUN.findall(heard),
+                      set(re.findall(r"[^\W\d_]+", _norm(heard))))

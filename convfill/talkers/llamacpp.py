@@ -98,7 +98,14 @@ class _quiet_stderr:
         os.close(self._saved)
 
 
+THREADS_ENV = "CONVFILL_TALKER_THREADS"  # e.g. 1 on a machine whose cores are busy with other work
+
+
 def default_threads() -> int:
+    """llama.cpp threads when none are given: CONVFILL_TALKER_THREADS, else up to 4 (the cores there are)."""
+    env = os.environ.get(THREADS_ENV, "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
     return max(1, min(4, os.cpu_count() or 1))
 
 
@@ -233,45 +240,42 @@ class LlamaCppTalker(Talker):
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         # A phrase is one line: stop at the end marker, a runaway header, or a newline after some text.
         stops = [*self.template.stops, "\n"]
-        text, emitted = "", 0
+        said = [""]  # the phrase's text so far (read by the filler steering while it samples)
         opts: dict = {"temp": self.temperature, "top_p": self.top_p, "top_k": 40}
-        saved_seed = self.llm._seed
         if filler is not None:
             fs = filler.sampling
             opts = {"temp": fs.temperature, "top_p": fs.top_p, "min_p": fs.min_p, "top_k": fs.top_k}
             if fs.steer:
-                steer = fillers.FillerSteer(filler.banned, self._vocab_index())
-                neg_inf = float("-inf")
+                steer = filler.steer(self._vocab_index())
 
                 def ban(_input_ids, logits):
-                    logits[steer.banned_ids(text)] = neg_inf  # `text`: what this phrase said so far
+                    logits[steer.banned_ids(said[0])] = -float("inf")
                     return logits
 
                 opts["logits_processor"] = [ban]
-            self.llm.set_seed(filler.seed)
+        saved_seed = self.llm._seed
+        if filler is not None:
+            self.llm.set_seed(filler.seed)  # the sampler is built (and seeded) by llm.generate below
         try:
-            yield from self._decode(tokens, max_tokens, stop, stops, decoder, opts, lambda: text,
-                                    lambda t: None)
+            emitted = 0
+            for i, tok in enumerate(self.llm.generate(tokens, repeat_penalty=1.1, reset=True, **opts)):
+                if stop.is_set() or tok in self._stop_ids or i >= max_tokens:
+                    break
+                text = said[0] = said[0] + decoder.decode(self.llm.detokenize([tok], special=True))
+                body = len(text) - len(text.lstrip())
+                cuts = [j for j in (text.find(s, body) for s in stops) if j >= 0]
+                end = min(cuts) if cuts else len(text)
+                if end > emitted:
+                    yield text[emitted:end]
+                    emitted = end
+                if cuts:
+                    break
         finally:
             self.llm.set_seed(saved_seed)
 
-    def _decode(self, tokens, max_tokens, stop, stops, decoder, opts, *_):
-        text, emitted = "", 0
-        for i, tok in enumerate(self.llm.generate(tokens, repeat_penalty=1.1, reset=True, **opts)):
-            if stop.is_set() or tok in self._stop_ids or i >= max_tokens:
-                break
-            text += decoder.decode(self.llm.detokenize([tok], special=True))
-            body = len(text) - len(text.lstrip())
-            cuts = [j for j in (text.find(s, body) for s in stops) if j >= 0]
-            end = min(cuts) if cuts else len(text)
-            if end > emitted:
-                yield text[emitted:end]
-                emitted = end
-            if cuts:
-                break
-
     def describe(self) -> dict:
-        d = {**super().describe(), "temperature": self.temperature}
+        d = {**super().describe(), "temperature": self.temperature,
+             "filler_sampling": self.filler_sampling.describe() if self.filler_sampling else "greedy"}
         return {**d, "merged": True} if self.merged else d
 
     def close(self) -> None:

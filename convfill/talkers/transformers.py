@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import TalkerLoadError
+from . import fillers
 from .base import Talker
 
 # GGUF LoRA tensor name (per layer) -> the transformers llama module it adapts.
@@ -63,6 +64,9 @@ class TransformersTalker(Talker):
             this runtime serves the same Talker as `LlamaCppTalker(lora_path=...)`.
         fallback: why this runtime stands in for llama.cpp (shown in the UI and `describe()`), if it does.
         temperature: 0 = greedy.
+        filler_sampling: how fillers are decoded, as in `LlamaCppTalker` ("auto", "off" or a
+            `fillers.FillerSampling`): seeded sampling steered away from the phrases just heard; knowledge
+            phrases stay greedy. The same settings as llama.cpp, but not the same random draws.
         device: "cpu", "cuda" or None (CUDA when available).
     """
 
@@ -71,7 +75,7 @@ class TransformersTalker(Talker):
     def __init__(self, model: str | None = None, *, style: str | None = None, template: str = "chatml",
                  temperature: float = 0.0, top_p: float = 0.9, device: str | None = None,
                  system: str | None = None, seed: int = 0, lora_path: str | Path | None = None,
-                 fallback: str | None = None):
+                 fallback: str | None = None, filler_sampling="auto"):
         try:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -92,6 +96,9 @@ class TransformersTalker(Talker):
         self.fallback = fallback
         self.torch = torch
         self.temperature, self.top_p = temperature, top_p
+        self.seed = seed
+        self.filler_sampling = fillers.resolve(filler_sampling)
+        self._vocab: fillers.VocabIndex | None = None
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
         from ..hub import hub_offline
@@ -116,6 +123,8 @@ class TransformersTalker(Talker):
                 self._stop_ids.add(ids[0])
         self._cache = None
         self._cached_ids: list[int] = []
+        if self.filler_sampling is not None:
+            self._vocab_index()  # once at load, not inside the first filler's time to first token
 
     def describe(self) -> dict:
         d = super().describe()
@@ -123,6 +132,38 @@ class TransformersTalker(Talker):
 
     def tokenize(self, prompt: str) -> list[int]:
         return self.tokenizer.encode(prompt, add_special_tokens=False)
+
+    def phrase_options(self, ctx, prompt: str) -> dict:
+        if self.temperature > 0:
+            return {}
+        plan = fillers.plan_for(ctx, prompt, self.filler_sampling, self.seed)
+        return {"filler": plan} if plan else {}
+
+    def _vocab_index(self) -> fillers.VocabIndex:
+        if self._vocab is None:
+            self._vocab = fillers.VocabIndex([self.tokenizer.decode([i]) for i in range(len(self.tokenizer))])
+        return self._vocab
+
+    def _sample_filler(self, logits, plan: fillers.FillerPlan, said: str, generator) -> int:
+        """One token of a filler: bans (steering, digits), then top-k, top-p, min-p, temperature."""
+        torch = self.torch
+        fs = plan.sampling
+        logits = logits.float().clone()
+        if fs.steer:
+            banned = plan.steer(self._vocab_index()).banned_ids(said)
+            banned = [i for i in banned if i < logits.shape[-1]]
+            if banned:
+                logits[banned] = -float("inf")
+        if fs.temperature <= 0:
+            return int(torch.argmax(logits))
+        vals, ids = torch.topk(logits, min(fs.top_k or logits.shape[-1], logits.shape[-1]))
+        probs = torch.softmax(vals, -1)
+        keep = torch.cumsum(probs, -1) - probs < fs.top_p  # the smallest set reaching top_p
+        keep &= probs >= fs.min_p * probs[0]
+        keep[0] = True
+        vals, ids = vals[keep], ids[keep]
+        probs = torch.softmax(vals / fs.temperature, -1).cpu()
+        return int(ids[int(torch.multinomial(probs, 1, generator=generator))])
 
     def _prefill(self, ids: list[int]):
         """Logits for the last prompt token, reusing the cached prefix."""
@@ -144,9 +185,11 @@ class TransformersTalker(Talker):
         self._cached_ids = list(ids)
         return out.logits[0, -1]
 
-    def generate(self, prompt: str, max_tokens: int, stop: threading.Event) -> Iterator[str]:
+    def generate(self, prompt: str, max_tokens: int, stop: threading.Event,
+                 filler: fillers.FillerPlan | None = None) -> Iterator[str]:
         torch = self.torch
         ids = self.tokenize(prompt)
+        filler_gen = torch.Generator(device="cpu").manual_seed(filler.seed) if filler is not None else None
         with torch.inference_mode():
             logits = self._prefill(ids)
             out_ids: list[int] = []
@@ -154,7 +197,9 @@ class TransformersTalker(Talker):
             for _ in range(max_tokens):
                 if stop.is_set():
                     break
-                if self.temperature > 0:
+                if filler is not None:
+                    tok = self._sample_filler(logits, filler, self.tokenizer.decode(out_ids), filler_gen)
+                elif self.temperature > 0:
                     probs = torch.softmax(logits.float() / self.temperature, -1).cpu()
                     tok = int(torch.multinomial(probs, 1, generator=self.generator))
                 else:
