@@ -15,8 +15,8 @@ from convfill.metrics import turn_metrics
 from convfill.testing import ScriptedReasoner, ScriptedTalker, of_type, run_turn
 from convfill.voice.playback import Playback, Utterance, cut_text
 from convfill.voice.protocol import unpack_audio
-from convfill.voice.speaker import Speaker, split_sentences
-from convfill.voice.tts import Speech
+from convfill.voice.speaker import Speaker
+from convfill.voice.tts import Speech, split_sentences
 
 MS_PER_CHAR = 60.0
 RATE = 1000  # fake audio: 1 sample per ms keeps the arithmetic obvious

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,23 +18,9 @@ from dataclasses import dataclass
 from ..events import Event, PhraseDelta, PhraseEnded, PhraseStarted, TurnEnded, TurnStarted
 from .playback import Playback
 from .protocol import pack_audio
+from .tts import split_sentences
 
 log = logging.getLogger(__name__)
-
-# A sentence ends at . ! ? or … followed by whitespace (closing quotes/brackets stay with it).
-_SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*\s+")
-
-
-def split_sentences(text: str) -> tuple[list[str], str]:
-    """(complete sentences, unfinished rest) of `text`."""
-    out, pos = [], 0
-    for m in _SENTENCE_END.finditer(text):
-        sentence = text[pos:m.end()].strip()
-        if sentence:
-            out.append(sentence)
-        pos = m.end()
-    return out, text[pos:]
-
 
 @dataclass
 class _Job:

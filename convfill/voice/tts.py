@@ -32,11 +32,21 @@ _SENTENCE_END = re.compile(r"(?:(?<=[.!?\u2026])|(?<=[.!?\u2026][\"'\u201d\u2019
 _SPEAKABLE = re.compile(r"\w")
 
 
+def split_sentences(text: str) -> tuple[list[str], str]:
+    """(complete sentences, unfinished rest) of `text`: how streamed text is cut for speech as it grows."""
+    out, pos = [], 0
+    for m in _SENTENCE_END.finditer(text or ""):
+        if piece := text[pos:m.start()].strip():
+            out.append(piece)
+        pos = m.end()
+    return out, (text or "")[pos:]
+
+
 def sentences(text: str) -> list[str]:
     """`text` split where a speaker would pause for a sentence; pieces with no letter or digit are dropped
     (an engine would only click or say nothing for "..." or "?!")."""
-    parts = (p.strip() for p in _SENTENCE_END.split(text or ""))
-    return [p for p in parts if p and _SPEAKABLE.search(p)]
+    done, rest = split_sentences(text)
+    return [p for p in done + [rest.strip()] if p and _SPEAKABLE.search(p)]
 
 
 @dataclass(frozen=True)
