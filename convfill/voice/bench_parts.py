@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Self
 
 TEXT = "What is the capital of France? Paris has been the capital for centuries. It lies on the Seine."
+PHRASE = "Paris has been the capital of France for centuries."
 UTTERANCE = ("I would like to know what the capital of France is, and roughly how many people live in that "
              "city today.")
 
@@ -137,7 +138,7 @@ def _talker_case(case: str) -> dict:
         from .tts import PiperTTS
 
         part = PiperTTS(threads=int(threads))
-        call = lambda: list(part.speak(TEXT))
+        call = lambda: list(part.speak(PHRASE))  # the app speaks each Talker phrase as it ends
     worker = threading.Thread(target=call)  # first call: a caller's worker thread that then ends
     worker.start()
     worker.join()

