@@ -157,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="filler schedules to compare (default: audio)")
     v.add_argument("--typed", action="store_true", help="send the questions as text (no ASR): reply audio only")
     v.add_argument("--data", default=None, help="QA JSONL for the questions (default: NQ-open in ../shared)")
+    v.add_argument("--out", default=None, help="also write every turn's numbers to this JSON file")
     v.add_argument("--json", action="store_true", help="print JSON instead of the markdown table")
     v.set_defaults(func=cmd_voice)
     return p
@@ -165,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_voice(args) -> dict:
     from .voice import render, run_voice
 
-    result = run_voice(args.n, tuple(args.delays), tuple(args.pacings), not args.typed, args.data)
+    result = run_voice(args.n, tuple(args.delays), tuple(args.pacings), not args.typed, args.data, args.out)
     return result if args.json else {**result, "_text": render(result)}
 
 

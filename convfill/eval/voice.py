@@ -77,8 +77,8 @@ def _stored(store, turn_id: str) -> dict:
             "tts_first_byte_ms": (vm.get("tts_first_byte_ms") or [None])[0], "n_fillers": row.get("n_fillers")}
 
 
-def run_voice(n: int = 30, delays=(0.5, 1.0, 2.0), pacings=("audio",), spoken: bool = True,
-              data: str | None = None) -> dict:
+def run_voice(n: int = 30, delays=(0.5, 1.0, 2.0), pacings=("audio",), speak: bool = True,
+              data: str | None = None, out: str | None = None) -> dict:
     """Launch the app on the offline defaults and measure `n` questions per (delay, pacing)."""
     from ..ui import AppConfig
     from ..voice import load_tts
@@ -86,7 +86,7 @@ def run_voice(n: int = 30, delays=(0.5, 1.0, 2.0), pacings=("audio",), spoken: b
 
     tts = load_tts()
     qs = questions(n, data)
-    audio = [spoken(tts, q) if spoken else None for q, _ in qs]
+    audio = [spoken(tts, q) if speak else None for q, _ in qs]
     demo, url = _launch(AppConfig.from_env(db=_temp_db("convfill-voice-"), preload_talker=True, live_judge=False))
     demo.convfill_voice.load()
     results = []
@@ -100,7 +100,10 @@ def run_voice(n: int = 30, delays=(0.5, 1.0, 2.0), pacings=("audio",), spoken: b
                                     **r, **_stored(demo.convfill_store, r["turn"])})
     finally:
         demo.close()
-    return {"n": n, "endpoint_ms": ENDPOINT_MS, "spoken": spoken, "results": results, "table": table(results)}
+    result = {"n": n, "endpoint_ms": ENDPOINT_MS, "spoken": speak, "results": results, "table": table(results)}
+    if out:  # every turn's numbers, for the docs and for a re-analysis
+        Path(out).write_text(json.dumps(result, indent=1))
+    return result
 
 
 def table(results: list[dict]) -> list[dict]:
