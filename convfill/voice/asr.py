@@ -12,7 +12,6 @@ invented "Thank you." lines.
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import threading
@@ -28,6 +27,7 @@ from .. import paths
 from ..errors import ConfigError, InputError, VoiceLoadError
 from .audio import float_to_pcm16, pcm16_to_float, wav_bytes
 from .openai_sdk import OpenAIEndpoint
+from .registry import loaded_once, openai_model
 
 MAX_S = 30.0  # one utterance; Whisper's window is 30 s and a longer push-to-talk is a stuck button
 # Measured on 2 cores (`python -m convfill.voice.bench_parts --talker`): 5.2 s of speech in 0.73-0.78 s with
@@ -270,21 +270,9 @@ def get_asr(spec: str | None = None) -> ASR:
     """An ASR from a one-line setting: None/"" = offline Whisper base, "openai" or "openai:<model>" = the
     OpenAI API, anything else = `WhisperASR(spec)` (a directory, a size name or a hub id)."""
     spec = (spec or "").strip()
-    if spec == "openai" or spec.startswith("openai:"):
-        return OpenAIASR(spec.partition(":")[2].strip() or "gpt-4o-mini-transcribe")
+    if model := openai_model(spec, "gpt-4o-mini-transcribe"):
+        return OpenAIASR(model)
     return WhisperASR(spec or None)
 
 
-_load_lock = threading.Lock()
-
-
-@functools.lru_cache(maxsize=4)
-def _load_asr(spec: str) -> ASR:
-    return get_asr(spec)
-
-
-def load_asr(spec: str | None = None) -> ASR:
-    """`get_asr(spec)`, loaded once per process and shared (thread-safe: a second caller waits for the
-    first load instead of loading the model twice)."""
-    with _load_lock:
-        return _load_asr((spec or "").strip())
+load_asr = loaded_once(get_asr)  # `get_asr(spec)`, loaded once per process and shared (thread-safe).

@@ -108,11 +108,6 @@ class VoiceService:
         voice = tts or self._tts
         return await asyncio.get_running_loop().run_in_executor(self._tts_thread, lambda: list(voice.speak(text)))
 
-    def describe(self) -> dict:
-        return {"asr": getattr(self._asr, "describe", lambda: {"spec": self._asr})(),
-                "tts": getattr(self._tts, "describe", lambda: {"spec": self._tts})(),
-                "channels": len(self.channels), "limits": self.limits.__dict__}
-
     # ----------------------------------------------------------------------------------- channels
     def open(self, owner: str | None = None, asr: Any = None, tts: Any = None) -> "VoiceChannel":
         """A new channel with a fresh token (ConvFillError when the server has its maximum); `asr`/`tts`:
@@ -154,7 +149,7 @@ class VoiceChannel:
         self._utterance: bytearray | None = None
         self._too_long = False
         self._asr_task: asyncio.Task | None = None
-        self._early: tuple[int, asyncio.Task] | None = None  # (bytes covered, transcription) since speech_pause
+        self._early: asyncio.Task | None = None  # the transcription started at speech_pause
 
     @property
     def live(self) -> bool:
@@ -227,7 +222,7 @@ class VoiceChannel:
             if self._utterance and not self._too_long and self._early is None:
                 task = asyncio.create_task(self.service.transcribe(bytes(self._utterance), self.asr))
                 task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a voided one is never awaited
-                self._early = (len(self._utterance), task)
+                self._early = task
         elif kind == "speech_resume":
             self._early = None
         elif kind == "speech_end":
@@ -242,7 +237,7 @@ class VoiceChannel:
             if self._asr_task is not None and not self._asr_task.done():
                 self._asr_task.cancel()  # a newer utterance replaces one still being transcribed
             self._asr_task = asyncio.create_task(self._transcribe(bytes(audio), msg.get("endpoint_ms"),
-                                                                  early[1] if early else None))
+                                                                  early))
         elif kind == "started":
             pb.started(msg.get("turn", ""), msg.get("phrase", 0), msg.get("seq", 0), msg.get("start_in_ms", 0))
         elif kind == "cut":

