@@ -8,68 +8,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 
-from .config import EngineConfig, add_arguments, from_arguments
-from .errors import ConvFillError
+from .config import EngineConfig, from_arguments
+from .errors import ConvFillError, run_command
 from .events import ChunkArrived, ErrorEvent, Event, PhraseDelta, PhraseEnded, TurnEnded
 from .metrics import turn_metrics
-
-
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("Talker")
-    g.add_argument("--talker", default="llamacpp", help="Talker runtime: llamacpp (GGUF) or transformers")
-    g.add_argument("--talker-model", default=None,
-                   help="GGUF path (llamacpp) or hub id / local dir (transformers); default: the shipped "
-                        "SmolLM2-135M-Instruct Q4_1")
-    g.add_argument("--talker-lora", default=None,
-                   help="GGUF LoRA adapter for the llamacpp Talker: a path; 'seed' = the shipped seed-trained "
-                        "ConvFill adapter; 'none' = the bare base model, prompted. Default: the seed adapter "
-                        "on the shipped base, none on a --talker-model of your own")
-    g.add_argument("--talker-style", choices=["convfill", "prompted"], default=None,
-                   help="prompt style (default: prompted for the bare shipped base, i.e. --talker-lora none; "
-                        "convfill otherwise)")
-    g.add_argument("--temperature", type=float, default=0.0, help="Talker sampling temperature (0 = greedy)")
-    g = p.add_argument_group("Reasoner")
-    g.add_argument("--reasoner", default="local", help="Reasoner name (see `python -m convfill reasoners`)")
-    g.add_argument("--knowledge", default=None, help="knowledge text for the oracle Reasoner")
-    g.add_argument("--reasoner-delay", type=float, default=None,
-                   help="seconds before the Reasoner's first chunk (oracle: its first-chunk latency; "
-                        "local: a simulated network delay)")
-    g.add_argument("--reasoner-gap", type=float, default=0.3, help="oracle: seconds between chunks")
-    g.add_argument("--model", default=None, help="Reasoner model name (cloud/server Reasoners)")
-    g.add_argument("--base-url", default=None,
-                   help="a custom endpoint for the Reasoner (an OpenAI-compatible server, a proxy); it never "
-                        "receives the provider's environment key, only the one named by --api-key-env")
-    g.add_argument("--api-key-env", default=None,
-                   help="environment variable holding the key for --base-url; the key itself is never a "
-                        "flag, so it stays out of shell history")
-    add_arguments(p.add_argument_group("Engine"), EngineConfig)
-
-
-def build_talker(args):
-    from .talkers import get_talker
-
-    opts = {"lora_path": args.talker_lora} if args.talker == "llamacpp" and args.talker_lora else {}
-    return get_talker(args.talker, model=args.talker_model, style=args.talker_style,
-                      temperature=args.temperature, **opts)
-
-
-def reasoner_spec(args, direct: bool = False):
-    """The `ReasonerSpec` of the Reasoner flags (`--knowledge` alone implies the oracle)."""
-    from .reasoners import ReasonerSpec
-
-    name = "oracle" if args.knowledge and args.reasoner == "local" else args.reasoner
-    return ReasonerSpec(name=name, model=args.model or "", base_url=args.base_url or "",
-                        api_key_env=args.api_key_env or "", knowledge=args.knowledge or "",
-                        delay_s=args.reasoner_delay, gap_s=args.reasoner_gap, direct=direct)
-
-
-def build_reasoner(args):
-    from .reasoners import build_reasoner as build
-
-    return build(reasoner_spec(args))
+from .parts import add_model_args, build_reasoner, build_talker
 
 
 def _print_event(ev: Event, as_json: bool, deltas: bool) -> None:
@@ -188,11 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("text", help="what the user says")
     t.add_argument("--json", action="store_true", help="one JSON object per event")
     t.add_argument("--deltas", action="store_true", help="with --json, also print token deltas")
-    _add_model_args(t)
+    add_model_args(t)
     t.set_defaults(func=cmd_turn)
     c = sub.add_parser("chat", help="interactive conversation in the terminal")
     c.add_argument("--json", action="store_true", help="one JSON object per event")
-    _add_model_args(c)
+    add_model_args(c)
     c.set_defaults(func=cmd_chat)
     b = sub.add_parser("bench", help="Talker TTFT and decode speed on realistic first phrases")
     b.add_argument("--json", action="store_true", help="print one JSON object")
@@ -201,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cold: the cache holds only the template; typed: the prompt was prefilled while the "
                         "user typed; reference: interleaved with the authors' loop (transformers bf16 "
                         "generate + TextIteratorStreamer, full re-prefill) on the same weights")
-    _add_model_args(b)
+    add_model_args(b)
     b.set_defaults(func=cmd_bench)
     d = sub.add_parser("doctor", help="what this machine can do: one row per part, OK / WARN / FAIL with the fix")
     d.add_argument("--json", action="store_true", help="print a JSON list of rows")
@@ -210,28 +155,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_reasoners)
     return p
-
-
-def error_line(e: BaseException) -> str:
-    """One line for the user: an OSError names the file, anything else is its message."""
-    if isinstance(e, OSError) and not isinstance(e, ConvFillError):
-        return f"Error: {e.strerror or e}: {e.filename or ''}".rstrip(": ")
-    return f"Error: {e}"
-
-
-def run_command(fn, args, catch: tuple[type[BaseException], ...] = (ConvFillError,)) -> int:
-    """The edge shared by every `python -m` CLI of the project: `catch`-ed errors print one line and exit
-    1 (CONVFILL_DEBUG=1 re-raises them with the traceback); Ctrl-C exits 130."""
-    try:
-        code = fn(args)
-    except catch as e:
-        if os.environ.get("CONVFILL_DEBUG"):
-            raise
-        print(error_line(e), file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return code if isinstance(code, int) else 0
 
 
 def main(argv: list[str] | None = None) -> int:

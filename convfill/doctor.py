@@ -83,11 +83,9 @@ def check_fallback_runtime() -> Check:
 
 
 def check_judge() -> Check:
-    if importlib.util.find_spec("labeling") is None:
-        return Check("NLI judge", WARN, "the labeling package is not installed", "")
-    from labeling import nli, offline_judge
+    from .nli import judge, offline as offline_judge
 
-    name = nli.configured_model()
+    name = judge.configured_model()
     cached = _hub_cached(name) or Path(name).is_dir()
     offline, offline_error = None, "the offline judge's delta file is missing"
     try:

@@ -5,6 +5,9 @@ No message or repr built here may carry an API key: errors name the environment 
 
 from __future__ import annotations
 
+import os
+import sys
+
 
 class ConvFillError(Exception):
     """Base class for every error the project raises on purpose."""
@@ -78,3 +81,25 @@ class VoiceLoadError(VoiceError):
 
 class InputError(ConvFillError):
     """User input that cannot be used as is (empty, too long)."""
+
+
+def error_line(e: BaseException) -> str:
+    """One line for the user: an OSError names the file, anything else is its message."""
+    if isinstance(e, OSError) and not isinstance(e, ConvFillError):
+        return f"Error: {e.strerror or e}: {e.filename or ''}".rstrip(": ")
+    return f"Error: {e}"
+
+
+def run_command(fn, args, catch: tuple[type[BaseException], ...] = (ConvFillError,)) -> int:
+    """The edge shared by every `python -m` CLI of the project: `catch`-ed errors print one line and exit
+    1 (CONVFILL_DEBUG=1 re-raises them with the traceback); Ctrl-C exits 130."""
+    try:
+        code = fn(args)
+    except catch as e:
+        if os.environ.get("CONVFILL_DEBUG"):
+            raise
+        print(error_line(e), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code if isinstance(code, int) else 0

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from .export import export_csv, export_jsonl
-from .nli import LABELS, Suggestion
+from convfill.nli.judge import LABELS, Suggestion
 from .store import LabelStore
 
 

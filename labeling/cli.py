@@ -12,11 +12,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from convfill.cli import run_command
+from convfill.errors import run_command
 from convfill.errors import ConvFillError, InputError
 from convfill.jsonl import read_jsonl
 
-from .nli import LABELS, NLIError, load_judge, normalize_label
+from convfill.nli.judge import LABELS, NLIError, load_judge, normalize_label
 
 
 def _store(args, create: bool = False):

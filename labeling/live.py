@@ -15,7 +15,7 @@ import collections
 import logging
 import threading
 
-from .nli import load_judge
+from convfill.nli.judge import load_judge
 from .store import LabelStore
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .nli import NLIJudge
+from convfill.nli.judge import NLIJudge
 from .store import LabelStore
 
 

@@ -1,7 +1,7 @@
 """The Labeling tab: one phrase at a time, keyboard first, every label straight into the shared store.
 
 `build_labeling_tab(store)` is called inside a `gr.Blocks` (app.py wraps it in `gr.Tab("Labeling")`).
-Handlers are thin adapters over `LabelStore`, `labeling.nli`, `labeling.agreement` and `labeling.export`;
+Handlers are thin adapters over `LabelStore`, `convfill.nli.judge`, `labeling.agreement` and `labeling.export`;
 all state that matters lives in SQLite, the per-browser session state only remembers what this person
 skipped and what they may undo.
 
@@ -28,7 +28,7 @@ from convfill.untrusted import markdown_literal
 from .agreement import pairwise
 from .roles import Roles, identity_of
 from .export import export_csv, export_jsonl
-from .nli import LABELS, load_judge
+from convfill.nli.judge import LABELS, load_judge
 from .store import LabelStore, StoreError
 
 GUIDELINES = """

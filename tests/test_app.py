@@ -224,7 +224,7 @@ def _free_port() -> int:
 @contextmanager
 def launched(config, pool=None, **launch_kw):
     """The app for `config` launched in-process on a free port: yields (demo, url); always closed."""
-    from convfill.ui import build_app
+    from app import build_app
 
     demo = build_app(config, pool=pool)
     demo.queue(default_concurrency_limit=None)
@@ -358,8 +358,9 @@ def test_bad_input_is_a_clean_error(app):
 
 
 @pytest.mark.model
-def test_app_py_is_thin_and_does_not_launch(monkeypatch):
-    """`app.py` builds `demo` at import (Spaces import it) and launches only under __main__."""
+def test_app_py_assembles_demo_on_access_and_does_not_launch(monkeypatch):
+    """`app.py` is the assembler: `demo` is built on first access (Spaces look it up), importing the module
+    builds nothing, and it launches only under __main__."""
     import importlib.util
     from pathlib import Path
 
@@ -368,11 +369,14 @@ def test_app_py_is_thin_and_does_not_launch(monkeypatch):
     spec = importlib.util.spec_from_file_location("convfill_app", Path(__file__).parents[1] / "app.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert isinstance(module.demo, gr.Blocks) and not module.demo.is_running
+    assert module._demo is None  # `from app import build_app` (tests, convfill.eval) builds no app
+    assert isinstance(module.demo, gr.Blocks) and module.demo is module.demo and not module.demo.is_running
     names = {fn.api_name for fn in module.demo.fns.values()}
     assert {"chat", "stop", "new_conversation"} <= names
     src = (Path(__file__).parents[1] / "app.py").read_text()
-    assert len(src.splitlines()) < 25 and src.count("launch(") == 1 and 'if __name__ == "__main__":' in src
+    assert src.count("launch(") == 1 and 'if __name__ == "__main__":' in src
+    labeling = next(t for t in module.demo.blocks.values() if isinstance(t, gr.Tab) and t.label == "Labeling")
+    assert labeling is not None  # the workbench tab is added here, by the assembler
 
 
 @pytest.mark.model

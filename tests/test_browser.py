@@ -36,7 +36,8 @@ def _free_port() -> int:
 @pytest.fixture
 def app_url():
     """The app as `app.py` builds it (env config, default Talker preloaded), on a free port."""
-    from convfill.ui import AppConfig, build_app
+    from app import build_app
+    from convfill.ui import AppConfig
 
     demo = build_app(AppConfig.from_env(preload_talker=True))
     demo.queue(default_concurrency_limit=None)
@@ -177,7 +178,8 @@ def test_closing_the_tab_mid_turn_stops_and_keeps_the_turn(app_url, page):
 
 
 def _launch(run_history=None):
-    from convfill.ui import AppConfig, build_app
+    from app import build_app
+    from convfill.ui import AppConfig
 
     demo = build_app(AppConfig.from_env(preload_talker=True))
     demo.queue(default_concurrency_limit=None)

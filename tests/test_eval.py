@@ -194,7 +194,7 @@ def tiny_nli_dir(tmp_path_factory):
 
 
 def _tiny_judge(path):
-    from labeling.nli import NLIJudge
+    from convfill.nli.judge import NLIJudge
 
     return _as_judge(NLIJudge(str(path), batch_size=4))
 
@@ -300,7 +300,7 @@ def test_judge_objects_with_predict_and_label_verdicts_are_accepted(tiny_nli_dir
     from dataclasses import dataclass
 
     @dataclass
-    class Verdict:  # the shape of labeling.nli's Suggestion
+    class Verdict:  # the shape of convfill.nli.judge's Suggestion
         label: str
 
     inner = _tiny_judge(tiny_nli_dir)

@@ -120,7 +120,8 @@ async def test_prefill_follows_the_conversation_and_yields_to_a_running_turn(rea
 def test_the_app_prefills_as_the_user_types(real_talker):
     from test_app import _client, _free_port
 
-    from convfill.ui import AppConfig, build_app
+    from app import build_app
+    from convfill.ui import AppConfig
     from convfill.ui.session import DEFAULT_TALKER, ModelPool
 
     pool = ModelPool()

@@ -104,7 +104,7 @@ def test_filler_visibility_and_new_facts():
 
 
 class TableJudge:
-    """An honest fake NLI judge: fixed probabilities per hypothesis (the real one is labeling.nli)."""
+    """An honest fake NLI judge: fixed probabilities per hypothesis (the real one is convfill.nli.judge)."""
 
     def __init__(self, table, default=(0.8, 0.15, 0.05)):
         self.table, self.default, self.calls = table, default, []

@@ -18,9 +18,9 @@ from convfill import conversations
 from labeling.agreement import cohen_kappa, pairwise
 from labeling.cli import main
 from labeling.export import export_csv, export_jsonl, human_verdict
-from labeling.migrations import migrate
-from labeling.nli import Suggestion
-from labeling.recorder import TurnRecorder
+from convfill.turnlog.schema import migrate
+from convfill.nli.judge import Suggestion
+from convfill.turnlog.recorder import TurnRecorder
 from labeling.store import LabelStore, StoreError
 
 CONV_A = {"conversation": [

@@ -157,7 +157,7 @@ def test_keyboard_labeling_lands_in_the_database(tmp_path, browser, monkeypatch)
 
 
 def test_tab_without_nli_model_says_so_and_still_labels(tmp_path, browser):
-    from labeling.nli import load_judge
+    from convfill.nli.judge import load_judge
     from labeling.store import LabelStore
 
     store = LabelStore(tmp_path / "lab.db")
@@ -187,7 +187,8 @@ def test_opening_the_tab_shows_chat_turns_stored_since_the_page_loaded(browser, 
     """In the real app: a chat turn while the page is open, then a click on the Labeling tab: its counts and
     queue include the new phrases without a reload (they used to read 0/0 until the page was reloaded)."""
     from convfill.testing import ScriptedTalker
-    from convfill.ui import AppConfig, build_app
+    from app import build_app
+    from convfill.ui import AppConfig
     from convfill.ui.session import DEFAULT_TALKER, ModelPool
     from gradio_client import Client
 

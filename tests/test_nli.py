@@ -10,7 +10,7 @@ import pytest
 from tiny_nli import build_tiny_nli
 
 from labeling.cli import main
-from labeling.nli import LABELS, NLIError, NLIJudge, load_judge, normalize_label, premise_for
+from convfill.nli.judge import LABELS, NLIError, NLIJudge, load_judge, normalize_label, premise_for
 from labeling.store import LabelStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,7 +107,7 @@ def test_load_judge_offline_without_model_says_why(monkeypatch):
     if judge is None:  # no offline judge in this checkout
         assert "No NLI model could be loaded" in msg and "label every phrase by hand" in msg
     else:  # the project's offline judge took over, and says so
-        from labeling.offline_judge import judge_id
+        from convfill.nli.offline import judge_id
 
         assert judge.model_id == judge_id() and "offline fallback" in msg and judge_id() in msg
 
@@ -205,7 +205,7 @@ def test_one_home_for_the_nli_pair():
     """Labels, their spelling and the premise rule are defined once (convfill.nli) for every judge path."""
     import convfill.eval.entail as entail
     import convfill.nli as core
-    import labeling.nli as workbench
+    import convfill.nli.judge as workbench
     import training.train_nli as trainer
 
     assert workbench.normalize_label is entail.normalize_label is core.normalize_label

@@ -4,7 +4,7 @@ import json
 import random
 from pathlib import Path
 
-from labeling.nli import premise_for
+from convfill.nli.judge import premise_for
 from training import nli_pairs
 from training.nli_pairs import build, change_a_number, pairs_of
 

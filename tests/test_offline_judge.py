@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from labeling import offline_judge
-from labeling.offline_judge import OFFLINE_JUDGE_ID, build_offline_judge, judge_id, predict
+from convfill.nli import offline as offline_judge
+from convfill.nli.offline import OFFLINE_JUDGE_ID, build_offline_judge, judge_id, predict
 
 
 @pytest.fixture(scope="module")

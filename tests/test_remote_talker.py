@@ -71,7 +71,8 @@ def test_the_app_serves_an_operators_remote_talker(talker_server, monkeypatch):
     from test_app import _client
 
     from convfill.policy import Policy
-    from convfill.ui import AppConfig, build_app
+    from app import build_app
+    from convfill.ui import AppConfig
 
     spec = f"remote:{talker_server}"
     monkeypatch.setenv("CONVFILL_TALKERS", spec)

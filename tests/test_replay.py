@@ -71,7 +71,7 @@ def test_bad_recordings_are_clear_errors(tmp_path):
 
 async def test_a_recorded_session_replays_as_it_happened(tmp_path):
     from labeling.export import export_replay
-    from labeling.recorder import TurnRecorder
+    from convfill.turnlog.recorder import TurnRecorder
     from labeling.store import LabelStore
 
     clock = FakeClock()

@@ -124,7 +124,8 @@ async def test_fallback_runs_multi_phrase_turns(fallback_talker):
 
 @pytest.mark.model
 def test_app_shows_the_fallback(crashing_probe, fallback_talker):
-    from convfill.ui import AppConfig, build_app
+    from app import build_app
+    from convfill.ui import AppConfig
     from convfill.ui.session import DEFAULT_TALKER, ModelPool
 
     pool = ModelPool()
@@ -172,7 +173,8 @@ def test_the_app_keeps_torch_off_llamacpps_cores(monkeypatch, real_talker):
     at 29 instead of 71 tok/s for the rest of the process. The app runs torch on one thread."""
     import torch
 
-    from convfill.ui import AppConfig, build_app
+    from app import build_app
+    from convfill.ui import AppConfig
     from convfill.ui.session import DEFAULT_TALKER, ModelPool
 
     before = torch.get_num_threads()
@@ -296,7 +298,7 @@ def test_space_front_matter_preloads_the_judge_and_points_at_app_py():
     fm = (ROOT / "README.md").read_text().split("---\n")[1]
     assert re.search(r"^app_file: app\.py$", fm, re.M) and re.search(r"^sdk: gradio$", fm, re.M)
     assert re.search(r"^preload_from_hub:\n(  - .*\n)*  - MoritzLaurer/DeBERTa-v3-base-mnli", fm + "\n", re.M)
-    from labeling.nli import DEFAULT_MODEL
+    from convfill.nli.judge import DEFAULT_MODEL
 
     assert DEFAULT_MODEL == "MoritzLaurer/DeBERTa-v3-base-mnli"
 

@@ -10,8 +10,8 @@ from convfill.clock import FakeClock
 from convfill.config import EngineConfig
 from convfill.engine import Engine
 from convfill.testing import ScriptedReasoner, ScriptedTalker, run_turn
-from labeling.migrations import migrate
-from labeling.recorder import TurnRecorder
+from convfill.turnlog.schema import migrate
+from convfill.turnlog.recorder import TurnRecorder
 from labeling.store import LabelStore, StoreError
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from convfill.testing import ScriptedTalker
 from convfill.ui.session import DEFAULT_TALKER, ChatSession, ModelPool, TurnSettings
-from labeling.recorder import StoreWriter
+from convfill.turnlog.recorder import StoreWriter
 from labeling.store import LabelStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,7 +100,7 @@ _KILLED_CHILD = textwrap.dedent("""
     import asyncio, sys
     from convfill.testing import ScriptedTalker
     from convfill.ui.session import DEFAULT_TALKER, ChatSession, ModelPool, TurnSettings
-    from labeling.recorder import StoreWriter
+    from convfill.turnlog.recorder import StoreWriter
     from labeling.store import LabelStore
 
     store = LabelStore(sys.argv[1])

@@ -67,8 +67,9 @@ def _to_16k(speech: list[Speech]) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------- real models
-def test_piper_speech_is_heard_by_whisper(tts, asr):
-    speech = list(tts.speak("What is the capital of France?"))
+def test_piper_speech_is_heard_by_whisper(model_home, asr):
+    steady = PiperTTS(noise_scale=0.0, noise_w_scale=0.0)  # the voice's own noise made "France" "friends" once
+    speech = list(steady.speak("What is the capital of France?"))
     assert len(speech) == 1 and speech[0].sample_rate == 22050 and speech[0].duration_ms > 500
     x = _to_16k(speech)
     heard = asr.transcribe(x)

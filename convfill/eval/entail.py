@@ -8,7 +8,7 @@ Each phrase of a turn becomes one NLI pair, as the paper and the labeling workbe
 
 A judge is any callable `judge(premises, hypotheses) -> labels` with labels entailment / neutral /
 contradiction (case and common abbreviations are accepted). `build_judge` gives the labeling package's
-(`labeling.nli`): a named model exactly, or the configured one with the offline judge as fallback, so the
+(`convfill.nli.judge`): a named model exactly, or the configured one with the offline judge as fallback, so the
 table and the workbench label with the same code.
 """
 
@@ -98,13 +98,13 @@ def _as_judge(obj) -> Judge:
 
 
 def build_judge(model: str | None = None) -> tuple[Judge, str]:
-    """(judge, the id of the model it runs) from `labeling.nli`.
+    """(judge, the id of the model it runs) from `convfill.nli.judge`.
 
     A named `model` (local dir or hub id) is loaded exactly or fails with its reason: a table must never
     say one judge made it while another did. Without one, the configured judge is used, falling back to the
     shipped offline judge, as in the labeling workbench.
     """
-    from labeling.nli import load_judge
+    from convfill.nli.judge import load_judge
 
     obj, message = load_judge(model, fallback=model is None)
     if obj is None:

@@ -39,7 +39,7 @@ def _free_port() -> int:
 
 def _launch(config):
     """The app for `config`, launched on a free loopback port: (demo, url)."""
-    from ..ui import build_app
+    from app import build_app  # evaluation drives the app as the assembler builds it
 
     demo = build_app(config)
     demo.queue(default_concurrency_limit=None)

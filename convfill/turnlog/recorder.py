@@ -23,7 +23,7 @@ from collections.abc import Callable
 from convfill.events import (ChunkArrived, Event, FirstToken, PhraseDelta, PhraseEnded, PhraseStarted, TurnEnded,
                              TurnStarted)
 
-from .store import LabelStore, StoreError
+from .store import StoreError, TurnLog
 
 log = logging.getLogger(__name__)
 _STOP = object()
@@ -42,7 +42,7 @@ class StoreWriter:
             until it succeeds or the writer is closed.
     """
 
-    def __init__(self, store: LabelStore, retry_s: float = 0.1, max_retry_s: float = 2.0):
+    def __init__(self, store: TurnLog, retry_s: float = 0.1, max_retry_s: float = 2.0):
         self.store, self.retry_s, self.max_retry_s = store, retry_s, max_retry_s
         self._q: queue.Queue = queue.Queue()
         self._done = threading.Condition()
@@ -126,7 +126,7 @@ class TurnRecorder:
         owner: who the conversations belong to (`labeling.roles.Identity.owner`), stored in their meta.
     """
 
-    def __init__(self, store: LabelStore, conversation_id: str | None = None, talker: dict | None = None,
+    def __init__(self, store: TurnLog, conversation_id: str | None = None, talker: dict | None = None,
                  reasoner: dict | None = None, config: dict | None = None, source: str = "chat",
                  writer: StoreWriter | None = None, on_stored: Callable[[str], None] | None = None,
                  owner: str | None = None):

@@ -1,6 +1,6 @@
-"""`python -m convfill.ui serve|bench`: run the app, or measure what a browser user waits for.
+"""`python -m convfill.eval browser`: what a browser user waits for.
 
-`bench` launches the app in-process, drives Debian chromium through Playwright, and for each round sends
+It launches the app in-process, drives Debian chromium through Playwright, and for each round sends
 a question with the oracle Reasoner and records the time from the Send click to the first Talker words
 visible on the page (polled every animation frame), next to the engine's own Talker TTFT for the same
 turn (from the store). Their difference is what the UI adds (Gradio queue, streaming, rendering).
@@ -8,12 +8,9 @@ turn (from the store). Their difference is what the UI adds (Gradio queue, strea
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import socket
 import sys
-from contextlib import closing
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -23,28 +20,14 @@ QUESTIONS = [("Who wrote Pride and Prejudice?", "Jane Austen wrote Pride and Pre
              ("How far away is the Moon?", "The Moon is about 384,000 kilometres from Earth.")]
 
 
-def _free_port() -> int:
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cmd_serve(args) -> None:
-    from . import AppConfig, build_app
-
-    demo = build_app(AppConfig.from_env(preload_talker=True))
-    demo.queue(default_concurrency_limit=None).launch(server_name=args.host, server_port=args.port)
-
-
-def cmd_bench(args) -> None:
+def cmd_browser(args) -> dict:
     from playwright.sync_api import sync_playwright
 
     from ..metrics import summarize
-    from . import AppConfig, build_app
+    from ..ui import AppConfig
+    from .load import _launch
 
-    demo = build_app(AppConfig.from_env(preload_talker=True, default_reasoner="oracle"))
-    demo.queue(default_concurrency_limit=None)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True)
+    demo, url = _launch(AppConfig.from_env(preload_talker=True, default_reasoner="oracle"))
     rows = []
     try:
         with sync_playwright() as p:
@@ -77,26 +60,13 @@ def cmd_bench(args) -> None:
     result = {"rounds": rows, "load_avg_1m": os.getloadavg()[0],
               **{k: summarize([r[k] for r in rows]) for k in ("send_to_first_words_ms", "talker_ttft_ms",
                                                                "ui_overhead_ms")}}
-    print(json.dumps(result, indent=None if args.json else 2))
+    return result if args.json else {**result, "_text": json.dumps(result, indent=2)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m convfill.ui", description="The ConvFill Studio web app.")
-    sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("serve", help="launch the app (like `python app.py`)")
-    s.add_argument("--host", default=None, help="default: GRADIO_SERVER_NAME or 127.0.0.1")
-    s.add_argument("--port", type=int, default=None, help="default: GRADIO_SERVER_PORT or 7860")
-    s.set_defaults(func=cmd_serve)
-    b = sub.add_parser("bench", help="browser: Send click -> first Talker words visible, per round")
+def add_parser(sub) -> None:
+    b = sub.add_parser("browser", help="in chromium: Send click -> first Talker words visible, per round")
     b.add_argument("--rounds", type=int, default=3)
     b.add_argument("--max-phrase-tokens", type=int, default=16)
     b.add_argument("--chromium", default="/usr/bin/chromium", help="browser executable (Debian chromium)")
     b.add_argument("--json", action="store_true", help="one-line JSON")
-    b.set_defaults(func=cmd_bench)
-    args = p.parse_args(argv)
-    args.func(args)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    b.set_defaults(func=cmd_browser)
