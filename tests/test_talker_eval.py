@@ -236,7 +236,7 @@ def test_real_gguf_prompted_base_on_three_turns():
 
 def test_loaded_conversations_keep_every_key_so_the_split_does_not_move(tmp_path):
     from training.talker_eval import load_conversations
-    from training.validate_corpus import split
+    from convfill.splits import split
 
     lines = [{"conversation": [{"user": f"q{i}", "thoughts": ["<sil>"], "response": ["Hm."]}], "domain": "d"}
              for i in range(30)]

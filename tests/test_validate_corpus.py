@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from training.validate_corpus import main, split, validate_files, validate_objects
+from convfill.splits import split
+from training.validate_corpus import main, validate_files, validate_objects
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -35,7 +35,7 @@ from convfill.conversations import is_sil
 from convfill.conversations import read as read_conversations
 from convfill.errors import InputError
 
-from .validate_corpus import split
+from convfill.splits import split
 
 SOURCE = "convfill"
 _WORD_NUMBERS = ("two three four five six seven eight nine ten eleven twelve fifteen twenty thirty forty "

@@ -52,7 +52,7 @@ from convfill.metrics import summarize
 from convfill.prompt import PhraseContext, sanitize
 
 from .rules import content_words, leaked_words, names, new_names, numbers, stem
-from .validate_corpus import split as hash_split
+from convfill.splits import split as hash_split
 
 LEAK_MIN = 2
 MAX_PHRASE_TOKENS = 48  # = EngineConfig.max_phrase_tokens default
