@@ -1,4 +1,4 @@
-"""Latency metrics as a fold over a turn's events: the one place each latency formula exists.
+"""Latency metrics of a turn (from its `convfill.fold.TurnFold`): the one place each latency formula exists.
 
 The CLI, the app's metrics panel, the benchmark and the evaluation harness all call `turn_metrics`.
 """
@@ -9,7 +9,8 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-from .events import ChunkArrived, Event, FirstToken, PhraseEnded, PhraseStarted, TurnEnded, VoiceMetrics
+from .events import Event
+from .fold import TurnFold
 
 
 @dataclass(frozen=True)
@@ -50,25 +51,23 @@ class TurnMetrics:
         return asdict(self)
 
 
-def turn_metrics(events: Iterable[Event]) -> TurnMetrics:
-    """Fold one turn's events (in emission order) into `TurnMetrics`."""
-    events = list(events)
-    chunk_at = {e.chunk_index: e.t_ms for e in events if isinstance(e, ChunkArrived)}
-    started = {e.phrase_index: e for e in events if isinstance(e, PhraseStarted)}
-    first_tok = {e.phrase_index: e.t_ms for e in events if isinstance(e, FirstToken)}
-    ended = [e for e in events if isinstance(e, PhraseEnded)]
-    end = next((e for e in events if isinstance(e, TurnEnded)), None)
-    voice = next((e for e in events if isinstance(e, VoiceMetrics)), None)
-    lags = [s.t_ms - chunk_at[s.chunk_index] for s in started.values()
-            if s.source == "chunk" and s.chunk_index in chunk_at]
-    knowledge_first = [first_tok[i] for i, s in started.items() if s.source == "chunk" and i in first_tok]
+def turn_metrics(events: Iterable[Event] | TurnFold) -> TurnMetrics:
+    """`TurnMetrics` of one turn: its events in emission order, or their `TurnFold`."""
+    f = events if isinstance(events, TurnFold) else TurnFold.of(events)
+    chunk_at = {i: c.t_ms for i, c in f.chunks.items()}
+    phrases = f.ordered()
+    ended = f.ended_phrases()
+    lags = [p.started_ms - chunk_at[p.chunk_index] for p in phrases if p.source == "chunk" and p.chunk_index in chunk_at]
+    knowledge_first = [p.first_token_ms for p in phrases if p.source == "chunk" and p.first_token_ms is not None]
+    first = f.phrases.get(0)
+    voice, end = f.voice, f.end
     return TurnMetrics(
-        talker_ttft_ms=first_tok.get(0),
+        talker_ttft_ms=first.first_token_ms if first else None,
         reasoner_first_chunk_ms=min(chunk_at.values()) if chunk_at else None,
         first_knowledge_phrase_ms=min(knowledge_first) if knowledge_first else None,
         chunk_to_phrase_lag_ms=round(statistics.fmean(lags), 3) if lags else None,
-        n_fillers=sum(1 for e in ended if e.source == "sil"),
-        n_knowledge_phrases=sum(1 for e in ended if e.source == "chunk"),
+        n_fillers=sum(1 for p in ended if p.source == "sil"),
+        n_knowledge_phrases=sum(1 for p in ended if p.source == "chunk"),
         n_chunks=len(chunk_at),
         total_ms=end.t_ms if end else None,
         end_reason=end.reason if end else None,

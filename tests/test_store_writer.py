@@ -74,7 +74,7 @@ async def test_a_locked_database_stalls_no_stream_and_the_turns_are_written_afte
         (turn,) = store.turns(s.conversation_id)
         assert turn["end_reason"] == "done" and turn["talker_ttft_ms"] is not None
         assert [p["text"] for p in store.phrases(turn["id"])] == [
-            " ".join(t.split()) for t in s.turns[-1].phrases.values()]
+            " ".join(p.text.split()) for p in s.turns[-1].fold.ordered()]
         assert len(store.chunks(turn["id"])) == 2
     assert await a.saved() is None
     writer.close()

@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, ConvFillError
-from ..events import ChunkArrived, Event, PhraseEnded, TurnStarted, event_from_dict
-from ..nli import LABELS, normalize_label, premise_for
+from ..events import Event, event_from_dict
+from ..fold import TurnFold
+from ..nli import LABELS, normalize_label
 from .report import markdown_table, plot_stacked
 
 KINDS = ("knowledge", "filler")
@@ -48,22 +49,10 @@ class PhrasePair:
 
 
 def phrase_pairs(events: Sequence[Event], turn: int = 0) -> list[PhrasePair]:
-    """NLI pairs for every spoken phrase of one turn's events (see the module docstring)."""
-    user = next((e.user for e in events if isinstance(e, TurnStarted)), "")
-    chunks = {e.chunk_index: e.text for e in events if isinstance(e, ChunkArrived)}
-    pairs, earlier = [], []
-    for e in events:
-        if not isinstance(e, PhraseEnded) or not e.text:
-            continue
-        if e.source in ("chunk", "sil") and not (e.source == "chunk" and e.chunk_index not in chunks):
-            # The premise rule lives in one place: convfill.nli.premise_for (knowledge chunk, or the user
-            # utterance for a filler, followed by the earlier phrases).
-            nli = premise_for(e.text, user=user, knowledge=chunks.get(e.chunk_index) if e.source == "chunk"
-                              else None, earlier=earlier)
-            kind = "filler" if nli.filler else "knowledge"
-            pairs.append(PhrasePair(kind, nli.premise, nli.hypothesis, turn, e.phrase_index))
-        earlier.append(e.text)
-    return pairs
+    """NLI pairs for every spoken phrase of one turn's events (see the module docstring); the premise rule
+    is `convfill.nli.premise_for`, applied by the one fold of a turn (`TurnFold.nli_pairs`)."""
+    return [PhrasePair("filler" if nli.filler else "knowledge", nli.premise, nli.hypothesis, turn, p.index)
+            for p, nli in TurnFold.of(events).nli_pairs()]
 
 
 def entail_table(pairs: Sequence[PhrasePair], labels: Sequence[str]) -> dict[str, dict]:

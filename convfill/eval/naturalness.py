@@ -40,7 +40,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ..events import ChunkArrived, Event, PhraseEnded, TurnStarted
+from ..events import Event
+from ..fold import TurnFold
 from ..talkers.fillers import (
     ECHO,
     FUNCTION_WORDS,
@@ -84,14 +85,11 @@ class SpokenTurn:
 
 def turn_from_events(events: Iterable[Event], user: str | None = None) -> SpokenTurn:
     """A `SpokenTurn` from one turn's engine events (cancelled phrases count with what was said)."""
-    events = list(events)
-    start = next((e for e in events if isinstance(e, TurnStarted)), None)
-    turn = SpokenTurn(user if user is not None else (start.user if start else ""))
-    for e in events:
-        if isinstance(e, ChunkArrived):
-            turn.chunks.append(e.text)
-        elif isinstance(e, PhraseEnded) and e.source in ("sil", "chunk"):
-            turn.phrases.append((e.source, e.text.strip(), e.chunk_index))
+    fold = TurnFold.of(events)
+    turn = SpokenTurn(user if user is not None else fold.user)
+    turn.chunks = [c.text for _, c in sorted(fold.chunks.items())]
+    turn.phrases = [(p.source, p.text.strip(), p.chunk_index) for p in fold.ended_phrases()
+                    if p.source in ("sil", "chunk")]
     return turn
 
 

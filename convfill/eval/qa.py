@@ -40,7 +40,8 @@ from ..clock import Clock
 from ..config import EngineConfig
 from ..engine import Engine
 from ..errors import ConfigError
-from ..events import Event, PhraseDelta, TurnEnded
+from ..events import Event, TurnEnded
+from ..fold import persisted
 from ..jsonl import read_jsonl
 from ..metrics import TurnMetrics, summarize, turn_metrics
 from ..reasoners.base import Reasoner
@@ -175,8 +176,7 @@ class QARecord:
                 "question": self.question, "gold": self.gold, "knowledge": self.knowledge,
                 "answer_sentence": self.answer_sentence, "reply": self.reply,
                 "correct": self.correct, "matched": self.matched, "metrics": self.metrics.to_dict(),
-                # Token deltas are left out as in the store: FirstToken/PhraseEnded keep all timings.
-                "events": [e.to_dict() for e in self.events if not isinstance(e, PhraseDelta)]}
+                "events": [e.to_dict() for e in persisted(self.events)]}  # as in the store
 
 
 @dataclass

@@ -12,6 +12,7 @@ keeps the reason, the chat goes on and says "not saved".
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import queue
 import threading
@@ -20,9 +21,8 @@ import uuid
 import weakref
 from collections.abc import Callable
 
-from convfill.events import (ChunkArrived, Event, FirstToken, PhraseDelta, PhraseEnded, PhraseStarted, TurnEnded,
-                             TurnStarted)
-
+from ..events import ChunkArrived, Event, PhraseDelta, PhraseEnded, TurnEnded, TurnStarted
+from ..fold import TurnFold
 from .store import StoreError, TurnLog
 
 log = logging.getLogger(__name__)
@@ -133,8 +133,7 @@ class TurnRecorder:
         self.store, self.writer, self.source, self.on_stored, self.owner = store, writer, source, on_stored, owner
         self.talker, self.reasoner, self.config = talker, reasoner, config
         self._events: list[Event] = []
-        self._started: dict[int, float] = {}
-        self._first: dict[int, float] = {}
+        self._fold = TurnFold()
         self.last_turn_id: str | None = None
         self.error: str | None = None  # why a write of the current turn failed
         self._last_ticket = 0
@@ -149,27 +148,24 @@ class TurnRecorder:
         return cid
 
     def __call__(self, ev: Event) -> None:
-        if isinstance(ev, PhraseDelta):
+        if isinstance(ev, PhraseDelta):  # not persisted (`convfill.fold.persisted`): PhraseEnded has the text
             return
         if isinstance(ev, TurnStarted):
-            self._events, self._started, self._first = [], {}, {}
+            self._events, self._fold = [], TurnFold()
             self.error = None  # a failed write is reported for its turn, even if later writes succeed
             self.last_turn_id = ev.turn_id
             cid, talker, reasoner, config = self.conversation_id, self.talker, self.reasoner, self.config
             self._write(lambda: self.store.begin_turn(cid, ev, talker, reasoner, config))
         self._events.append(ev)
+        self._fold.apply(ev)
         tid = self.last_turn_id
         if tid is None:
             return
-        if isinstance(ev, PhraseStarted):
-            self._started[ev.phrase_index] = ev.t_ms
-        elif isinstance(ev, FirstToken):
-            self._first[ev.phrase_index] = ev.t_ms
-        elif isinstance(ev, ChunkArrived):
+        if isinstance(ev, ChunkArrived):
             self._write(lambda: self.store.add_chunk(tid, ev))
         elif isinstance(ev, PhraseEnded):
-            started, first = self._started.get(ev.phrase_index), self._first.get(ev.phrase_index)
-            self._write(lambda: self.store.add_phrase(tid, ev, started, first))
+            phrase = dataclasses.replace(self._fold.phrases[ev.phrase_index])  # a copy: the write runs later
+            self._write(lambda: self.store.add_phrase(tid, phrase))
         elif isinstance(ev, TurnEnded):
             events = list(self._events)
 

@@ -27,7 +27,8 @@ from pathlib import Path
 import sqlite_utils
 
 from ..errors import ConvFillError
-from ..events import ChunkArrived, Event, FirstToken, PhraseDelta, PhraseEnded, PhraseStarted, TurnEnded, TurnStarted
+from ..events import ChunkArrived, Event, TurnStarted
+from ..fold import PhraseRecord, TurnFold, persisted
 from ..metrics import turn_metrics
 from ..paths import journal_mode
 from .schema import migrate
@@ -56,10 +57,10 @@ def _chunk_row(turn_id: str, e: ChunkArrived) -> dict:
     return {"turn_id": turn_id, "chunk_index": e.chunk_index, "text": e.text, "t_ms": e.t_ms}
 
 
-def _phrase_row(turn_id: str, e: PhraseEnded, started_ms: float | None, first_token_ms: float | None) -> dict:
-    return {"turn_id": turn_id, "phrase_index": e.phrase_index, "source": e.source, "chunk_index": e.chunk_index,
-            "text": e.text, "started_ms": started_ms, "first_token_ms": first_token_ms, "ended_ms": e.t_ms,
-            "n_tokens": e.n_tokens, "cancelled": int(e.cancelled)}
+def _phrase_row(turn_id: str, p: PhraseRecord) -> dict:
+    return {"turn_id": turn_id, "phrase_index": p.index, "source": p.source, "chunk_index": p.chunk_index,
+            "text": p.text, "started_ms": p.started_ms, "first_token_ms": p.first_token_ms, "ended_ms": p.ended_ms,
+            "n_tokens": p.n_tokens, "cancelled": int(p.cancelled)}
 
 
 @dataclass(frozen=True)
@@ -160,14 +161,15 @@ class TurnLog:
     def add_chunk(self, turn_id: str, ev: ChunkArrived) -> None:
         self._guard(lambda: self._insert_rows("chunks", [_chunk_row(turn_id, ev)]))
 
-    def add_phrase(self, turn_id: str, ev: PhraseEnded, started_ms: float | None, first_token_ms: float | None) -> None:
-        self._guard(lambda: self._insert_rows("phrases", [_phrase_row(turn_id, ev, started_ms, first_token_ms)]))
+    def add_phrase(self, turn_id: str, phrase: PhraseRecord) -> None:
+        """An ended phrase (from the turn's `TurnFold`: its start and first-token times come with it)."""
+        self._guard(lambda: self._insert_rows("phrases", [_phrase_row(turn_id, phrase)]))
 
     def end_turn(self, turn_id: str, events: Sequence[Event]) -> None:
         """The turn's outcome and metrics, and its full event log (token deltas excepted)."""
-        events = [e for e in events if not isinstance(e, PhraseDelta)]
-        end = next((e for e in events if isinstance(e, TurnEnded)), None)
-        m = turn_metrics(events)
+        events = persisted(events)
+        fold = TurnFold.of(events)
+        end, m = fold.end, turn_metrics(fold)
 
         def write():
             with self.db.conn:
@@ -193,16 +195,15 @@ class TurnLog:
     def record_turn(self, conversation_id: str, events: Iterable[Event], talker: dict | None = None,
                     reasoner: dict | None = None, config: dict | None = None) -> str:
         """Persist one finished turn (batch use: imports, evaluation) and return its id."""
-        events = [e for e in events if not isinstance(e, PhraseDelta)]
-        start = next(e for e in events if isinstance(e, TurnStarted))
-        started = {e.phrase_index: e.t_ms for e in events if isinstance(e, PhraseStarted)}
-        first = {e.phrase_index: e.t_ms for e in events if isinstance(e, FirstToken)}
+        events = persisted(events)
+        fold = TurnFold.of(events)
+        start = fold.start
+        if start is None:
+            raise StoreError("a turn's events must begin with TurnStarted")
         self.begin_turn(conversation_id, start, talker, reasoner, config)
-        self._guard(lambda: self._insert_rows("chunks", [_chunk_row(start.turn_id, e) for e in events
-                                                         if isinstance(e, ChunkArrived)]))
-        self._guard(lambda: self._insert_rows("phrases", [
-            _phrase_row(start.turn_id, e, started.get(e.phrase_index), first.get(e.phrase_index))
-            for e in events if isinstance(e, PhraseEnded)]))
+        self._guard(lambda: self._insert_rows("chunks", [_chunk_row(start.turn_id, c) for c in fold.chunks.values()]))
+        self._guard(lambda: self._insert_rows("phrases", [_phrase_row(start.turn_id, p)
+                                                          for p in fold.ended_phrases()]))
         self.end_turn(start.turn_id, events)
         return start.turn_id
 

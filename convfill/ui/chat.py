@@ -108,8 +108,8 @@ def reasoner_choices(policy: Policy | None = None) -> list[tuple[str, str]]:
 
 
 def _outputs(session: ChatSession):
-    events = session.last_events
-    return session.messages(), render_timeline(events, labels=session.labels), render_metrics(events)
+    fold = session.last_fold  # the turn view's own fold: a redraw folds nothing again
+    return session.messages(), render_timeline(fold, labels=session.labels), render_metrics(fold)
 
 
 def _settings(kw: dict) -> TurnSettings:

@@ -24,6 +24,7 @@ from ..config import EngineConfig
 from ..engine import Engine
 from ..errors import ConfigError, ConvFillError, InputError, TalkerLoadError
 from ..events import Event, TurnEnded
+from ..fold import TurnFold
 from ..nli.judge import TurnJudge
 from ..policy import Policy
 from ..reasoners import REASONERS, Reasoner, ReasonerSpec, build_reasoner as build_from_spec
@@ -369,6 +370,10 @@ class ChatSession:
     @property
     def last_events(self) -> list[Event]:
         return self.turns[-1].events if self.turns else []
+
+    @property
+    def last_fold(self) -> TurnFold:
+        return self.turns[-1].fold if self.turns else TurnFold()
 
     @property
     def conversation_id(self) -> str | None:

@@ -14,10 +14,9 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 
-from ..events import (AudioHeard, ChunkArrived, ErrorEvent, Event, FirstToken, PhraseDelta, PhraseEnded,
-                      PhraseStarted, ReasonerEnded, TurnEnded)
+from ..events import Event
+from ..fold import TurnFold
 
 # Geometry of the drawing (viewBox units; the SVG scales to the panel width).
 WIDTH, HEIGHT = 900, 170
@@ -27,18 +26,6 @@ HEARD_EXTRA = 54                # extra height when the Heard lane is drawn
 BAR_H = 20                      # phrase bar height
 PALETTE = ("#2563eb", "#d97706", "#059669", "#db2777", "#7c3aed", "#0891b2", "#65a30d", "#dc2626")
 SIL_COLOUR, ERROR_COLOUR = "#9ca3af", "#dc2626"
-
-
-@dataclass
-class _Phrase:
-    index: int
-    source: str
-    chunk_index: int | None
-    start: float
-    first: float | None = None
-    end: float | None = None
-    text: str = ""
-    cancelled: bool = False
 
 
 def _esc(s: object) -> str:
@@ -61,55 +48,25 @@ def _nice_step(span_ms: float) -> float:
     return next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
 
 
-def _fold(events: Iterable[Event]):
-    chunks: dict[int, ChunkArrived] = {}
-    phrases: dict[int, _Phrase] = {}
-    errors: list[ErrorEvent] = []
-    heard: list[AudioHeard] = []
-    reasoner_end: ReasonerEnded | None = None
-    turn_end: TurnEnded | None = None
-    now = 0.0
-    for ev in events:
-        now = max(now, ev.t_ms)
-        if isinstance(ev, AudioHeard):
-            heard.append(ev)
-            now = max(now, ev.end_ms)
-        elif isinstance(ev, ChunkArrived):
-            chunks[ev.chunk_index] = ev
-        elif isinstance(ev, PhraseStarted):
-            phrases[ev.phrase_index] = _Phrase(ev.phrase_index, ev.source, ev.chunk_index, ev.t_ms)
-        elif isinstance(ev, FirstToken) and ev.phrase_index in phrases:
-            phrases[ev.phrase_index].first = ev.t_ms
-        elif isinstance(ev, PhraseDelta) and ev.phrase_index in phrases:
-            phrases[ev.phrase_index].text += ev.text
-        elif isinstance(ev, PhraseEnded) and ev.phrase_index in phrases:
-            p = phrases[ev.phrase_index]
-            p.end, p.text, p.cancelled = ev.t_ms, ev.text, ev.cancelled
-        elif isinstance(ev, ErrorEvent):
-            errors.append(ev)
-        elif isinstance(ev, ReasonerEnded):
-            reasoner_end = ev
-        elif isinstance(ev, TurnEnded):
-            turn_end = ev
-    return chunks, phrases, errors, heard, reasoner_end, turn_end, now
-
-
 BADGES = {"entailment": ("E", "#059669"), "neutral": ("N", "#6b7280"), "contradiction": ("C", "#dc2626")}
 
 
-def render_timeline(events: Iterable[Event], now_ms: float | None = None,
+def render_timeline(events: Iterable[Event] | TurnFold, now_ms: float | None = None,
                     labels: dict[int, str] | None = None) -> str:
     """SVG (inside a `<div>`) of one turn's events so far.
 
     Args:
-        events: the turn's events in emission order (PhraseDelta events fill running phrases' hover text).
+        events: the turn's events in emission order (PhraseDelta events fill running phrases' hover text), or
+            their `TurnFold` (the live view passes its own).
         now_ms: where running phrases end; default the latest event time.
         labels: phrase index -> the NLI judge's label, drawn as an E/N/C badge over the phrase.
 
     Returns:
         An HTML string; an empty turn gives the two empty lanes.
     """
-    chunks, phrases, errors, heard, reasoner_end, turn_end, last = _fold(events)
+    f = events if isinstance(events, TurnFold) else TurnFold.of(events)
+    chunks, phrases, errors, heard, reasoner_end, turn_end, last = (
+        f.chunks, f.phrases, f.errors, f.heard, f.reasoner_end, f.end, f.last_ms)
     height = HEIGHT + (HEARD_EXTRA if heard else 0)
     now = max(now_ms if now_ms is not None else last, last)
     span = max(1000.0, now * 1.05)
@@ -151,7 +108,7 @@ def render_timeline(events: Iterable[Event], now_ms: float | None = None,
         if p.source == "chunk" and p.chunk_index in chunks:
             c = chunks[p.chunk_index]
             out.append(f'<line class="cf-link" data-phrase="{p.index}" data-chunk="{p.chunk_index}" '
-                       f'x1="{x(c.t_ms)}" y1="{REASONER_Y + 7}" x2="{x(p.start)}" y2="{TALKER_Y - BAR_H / 2}" '
+                       f'x1="{x(c.t_ms)}" y1="{REASONER_Y + 7}" x2="{x(p.started_ms)}" y2="{TALKER_Y - BAR_H / 2}" '
                        f'stroke="{chunk_colour(p.chunk_index)}" stroke-width="1.5" stroke-dasharray="4 2"/>')
 
     # Reasoner lane: one diamond per chunk, labels staggered so close chunks stay readable.
@@ -179,22 +136,22 @@ def render_timeline(events: Iterable[Event], now_ms: float | None = None,
 
     # Talker lane: a bar per phrase (start -> end, or -> now while it runs), a tick at its first token.
     for p in sorted(phrases.values(), key=lambda p: p.index):
-        end = p.end if p.end is not None else now
-        x0, x1 = x(p.start), x(end)
+        end = p.ended_ms if p.ended_ms is not None else now
+        x0, x1 = x(p.started_ms), x(end)
         col = (SIL_COLOUR if p.source == "sil" else ERROR_COLOUR if p.source == "error"
                else chunk_colour(p.chunk_index or 0))
         origin = "<sil>" if p.source == "sil" else "error" if p.source == "error" else f"from #{p.chunk_index}"
-        state = "running" if p.end is None else "cancelled" if p.cancelled else "done"
+        state = "running" if p.ended_ms is None else "cancelled" if p.cancelled else "done"
         dash = ' stroke="#111827" stroke-dasharray="3 2"' if p.cancelled else ""
-        tip = (f"phrase {p.index} ({origin}, {state}): start {_ms(p.start)}, first token {_ms(p.first)}, "
-               f"end {_ms(p.end)}\n{p.text}")
+        tip = (f"phrase {p.index} ({origin}, {state}): start {_ms(p.started_ms)}, first token {_ms(p.first_token_ms)}, "
+               f"end {_ms(p.ended_ms)}\n{p.text}")
         out.append(f'<g class="cf-phrase" data-phrase="{p.index}" data-source="{p.source}" '
                    f'data-chunk="{"" if p.chunk_index is None else p.chunk_index}" data-state="{state}">'
                    f'<title>{_esc(tip)}</title>'
                    f'<rect x="{x0}" y="{TALKER_Y - BAR_H / 2}" width="{max(x1 - x0, 2):.1f}" height="{BAR_H}" '
                    f'rx="3" fill="{col}" fill-opacity="{0.45 if state == "running" else 0.8}"{dash}/>')
-        if p.first is not None:
-            xf = x(p.first)
+        if p.first_token_ms is not None:
+            xf = x(p.first_token_ms)
             out.append(f'<line x1="{xf}" y1="{TALKER_Y - BAR_H / 2 - 3}" x2="{xf}" y2="{TALKER_Y + BAR_H / 2 + 3}" '
                        f'stroke="#111827" stroke-width="1.5"/>')
         out.append(f'<text x="{x0 + 2}" y="{TALKER_Y + BAR_H / 2 + 12 + (p.index % 2) * 10}" '

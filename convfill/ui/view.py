@@ -10,8 +10,8 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 
-from ..events import (ChunkArrived, ErrorEvent, Event, PhraseDelta, PhraseEnded, PhraseStarted, ReasonerEnded,
-                      TurnEnded, TurnStarted)
+from ..events import Event, TurnStarted
+from ..fold import TurnFold
 from ..metrics import turn_metrics
 from ..untrusted import markdown_literal
 
@@ -31,43 +31,39 @@ class TurnView:
     user: str
     reasoner_label: str = ""
     events: list[Event] = field(default_factory=list)
-    chunks: list[tuple[float, str]] = field(default_factory=list)
-    phrases: dict[int, str] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    reasoner_status: str | None = None  # None while streaming, else ReasonerEnded.status
-    end_reason: str | None = None
+    fold: TurnFold = field(default_factory=TurnFold)
 
     def apply(self, ev: Event) -> None:
         self.events.append(ev)
+        self.fold.apply(ev)
         if isinstance(ev, TurnStarted):
             self.user = ev.user or self.user
-        elif isinstance(ev, ChunkArrived):
-            self.chunks.append((ev.t_ms, ev.text))
-        elif isinstance(ev, PhraseStarted):
-            self.phrases[ev.phrase_index] = ""
-        elif isinstance(ev, PhraseDelta):
-            self.phrases[ev.phrase_index] = self.phrases.get(ev.phrase_index, "") + ev.text
-        elif isinstance(ev, PhraseEnded):
-            self.phrases[ev.phrase_index] = ev.text
-        elif isinstance(ev, ErrorEvent):
-            self.errors.append(f"⚠ {ev.where} error ({ev.category}): {ev.message}")
-        elif isinstance(ev, ReasonerEnded):
-            self.reasoner_status = ev.status
-        elif isinstance(ev, TurnEnded):
-            self.end_reason = ev.reason
-            if self.reasoner_status is None:
-                self.reasoner_status = "cancelled" if ev.reason != "done" else "done"
+
+    @property
+    def reasoner_status(self) -> str | None:
+        """None while the Reasoner streams, else how it ended (a turn that ended first cancelled it)."""
+        f = self.fold
+        if f.reasoner_end is not None:
+            return f.reasoner_end.status
+        if f.end is not None:
+            return "cancelled" if f.end.reason != "done" else "done"
+        return None
+
+    @property
+    def end_reason(self) -> str | None:
+        return self.fold.end.reason if self.fold.end else None
 
     @property
     def talker_text(self) -> str:
-        return " ".join(t.strip() for _, t in sorted(self.phrases.items()) if t.strip())
+        return " ".join(p.text.strip() for p in self.fold.ordered() if p.text.strip())
 
     def messages(self) -> list[dict]:
         """Gradio messages: the user's, the Reasoner's (collapsible), the Talker's."""
         # Everything but our own markup is shown literally: a Markdown image in a message or a chunk would
         # make every viewer's browser fetch its URL.
-        lines = [f"**#{i}** · {t:.0f} ms · {markdown_literal(text)}" for i, (t, text) in enumerate(self.chunks)]
-        lines += [markdown_literal(e) for e in self.errors]
+        chunks = [c for _, c in sorted(self.fold.chunks.items())]
+        lines = [f"**#{i}** · {c.t_ms:.0f} ms · {markdown_literal(c.text)}" for i, c in enumerate(chunks)]
+        lines += [markdown_literal(f"⚠ {e.where} error ({e.category}): {e.message}") for e in self.fold.errors]
         if not lines:
             lines = ["_waiting for knowledge…_" if self.reasoner_status is None else "_no knowledge arrived_"]
         meta: dict = {"title": f"{REASONER_TITLE} · {self.reasoner_label}" if self.reasoner_label
@@ -75,7 +71,7 @@ class TurnView:
         if self.reasoner_status is None:
             meta["status"] = "pending"  # spinner while the Reasoner streams
         else:
-            meta["log"] = f"{len(self.chunks)} chunk(s), {self.reasoner_status}"
+            meta["log"] = f"{len(chunks)} chunk(s), {self.reasoner_status}"
         talker = markdown_literal(self.talker_text) if self.talker_text else TALKER_WAITING
         if self.end_reason and self.end_reason != "done":
             talker += f" _[{self.end_reason}]_"
@@ -90,11 +86,12 @@ def _fmt(v: float | None) -> str:
     return "–" if v is None else f"{v:.0f} ms"
 
 
-def render_metrics(events: list[Event]) -> str:
-    """A small HTML table of `convfill.metrics.turn_metrics` for the turn so far."""
-    if not events:
+def render_metrics(events: list[Event] | TurnFold) -> str:
+    """A small HTML table of `convfill.metrics.turn_metrics` for the turn so far (its events or their fold)."""
+    fold = events if isinstance(events, TurnFold) else TurnFold.of(events)
+    if fold.start is None and not fold.phrases:
         return '<div class="cf-metrics"><em>Metrics appear with the first turn.</em></div>'
-    m = turn_metrics(events)
+    m = turn_metrics(fold)
     rows = [("Talker TTFT", _fmt(m.talker_ttft_ms)),
             ("Reasoner first chunk", _fmt(m.reasoner_first_chunk_ms)),
             ("First knowledge phrase", _fmt(m.first_knowledge_phrase_ms)),
