@@ -14,7 +14,6 @@ presses that arrive while the server is still answering are queued in the browse
 from __future__ import annotations
 
 import collections
-import html
 import os
 import tempfile
 import threading
@@ -23,95 +22,15 @@ from pathlib import Path
 
 import gradio as gr
 
+from convfill.nli import LABELS
+from convfill.nli.judge import load_judge
 from convfill.untrusted import markdown_literal
 
 from .agreement import pairwise
-from .roles import Roles, identity_of
+from .card import CSS, GUIDELINES, KEY_JS, render_card
 from .export import export_csv, export_jsonl
-from convfill.nli.judge import LABELS, load_judge
+from .roles import Roles, identity_of
 from .store import LabelStore, StoreError
-
-GUIDELINES = """
-**What you judge.** Is the *phrase* supported by what the Talker was given?
-
-* **Knowledge phrase** (a knowledge chunk is shown): judge the phrase against the chunk plus the earlier
-  phrases of the turn.
-  * **1 - entailment**: everything the phrase says follows from them. Paraphrases, shortening, a friendly
-    framing ("So, it was Jane Austen!") are entailment. This is the label to fix when the model said
-    "neutral" to an acceptable paraphrase.
-  * **2 - neutral**: it adds something the chunk does not say (a new fact, a guess, a number).
-  * **3 - contradiction**: it says something the chunk or an earlier phrase contradicts.
-* **Filler** (knowledge shows *silence*): judged against the user utterance plus earlier phrases. A good
-  filler invents nothing: **2 - neutral** (or 1 if it only restates the question). If it states any fact
-  of its own, or contradicts the user, press **3**. Add a note if unsure.
-
-**Keys** (click on the page background first if the cursor is in a text box): **1 / 2 / 3** label and go
-to the next phrase, **Enter** accepts the model's suggestion, **S** skips, **U** undoes your last label.
-
-**What gets exported for training** (`python -m labeling export --format jsonl` or the button below):
-human labels win over the model (majority of people; a tie goes to the more cautious label). Knowledge
-phrases are kept only as *entailment*; fillers are kept as *entailment* or *neutral*; contradictions,
-unjudged, cut-off and error phrases are dropped.
-"""
-
-KEY_JS = """
-(() => {
-  if (window.__convfillLabelKeys) return;
-  window.__convfillLabelKeys = true;
-  const ids = {"1": "lab-btn-entailment", "2": "lab-btn-neutral", "3": "lab-btn-contradiction",
-               "Enter": "lab-btn-accept", "s": "lab-btn-skip", "S": "lab-btn-skip",
-               "u": "lab-btn-undo", "U": "lab-btn-undo"};
-  const queue = [];
-  let busy = false;
-  const button = (id) => {
-    const el = document.getElementById(id);
-    if (!el) return null;
-    return el.tagName === "BUTTON" ? el : el.querySelector("button");
-  };
-  const nonce = () => {
-    const c = document.querySelector("#lab-card [data-nonce]");
-    return c ? c.getAttribute("data-nonce") : null;
-  };
-  const pump = () => {
-    if (busy || !queue.length) return;
-    const b = button(queue.shift());
-    if (!b || b.offsetParent === null) { queue.length = 0; return; }
-    busy = true;
-    const before = nonce(), t0 = Date.now();
-    b.click();
-    // Wait until the server has re-rendered the card (its nonce changes on every answer), then send the
-    // next queued key; give up waiting after 15 s so a lost answer never blocks the keyboard for good.
-    const wait = () => {
-      if (nonce() !== before || Date.now() - t0 > 15000) { busy = false; pump(); }
-      else setTimeout(wait, 25);
-    };
-    setTimeout(wait, 25);
-  };
-  document.addEventListener("keydown", (e) => {
-    if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing || e.repeat) return;
-    const t = e.target;
-    const tag = t && t.tagName ? t.tagName.toLowerCase() : "";
-    if (tag === "input" || tag === "textarea" || tag === "select" || (t && t.isContentEditable)) return;
-    const id = ids[e.key];
-    if (!id) return;
-    const b = button(id);
-    if (!b || b.offsetParent === null) return;  // the Labeling tab is not on screen
-    e.preventDefault();  // Enter on a focused button must not click it a second time
-    e.stopPropagation();
-    queue.push(id);
-    pump();
-  }, true);
-})();
-"""
-
-CSS = """
-#lab-card .lab-card { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 12px 16px; }
-#lab-card .lab-k { display: inline-block; min-width: 9em; color: var(--body-text-color-subdued); font-size: 0.9em; }
-#lab-card .lab-row { margin: 4px 0; }
-#lab-card .lab-phrase { font-size: 1.25em; margin: 10px 0; padding: 8px 12px; border-left: 4px solid var(--color-accent); }
-#lab-card .lab-sugg { margin-top: 6px; }
-#lab-card .lab-filler { font-style: italic; color: var(--body-text-color-subdued); }
-"""
 
 SHOW = [("not labeled by me", "todo_me"), ("not labeled by anyone", "todo_all"), ("labeled by me", "done_me"),
         ("labeled by anyone", "done_all"), ("all phrases", "all")]
@@ -119,36 +38,6 @@ MODEL_LABELS = [("model said neutral", "neutral"), ("model said entailment", "en
                 ("model said contradiction", "contradiction"), ("not scored yet", "unscored"), ("any", "any")]
 ANY = "any"
 SEEN_MAX = 20_000  # skipped/labeled ids a session excludes from its queue (SQLite caps bound parameters)
-
-
-def _e(s) -> str:
-    return html.escape(str(s or ""))
-
-
-def _card(item: dict | None, nonce: int, message: str = "") -> str:
-    if item is None:
-        body = f"<p><b>Nothing left to label with these filters.</b> {_e(message)}</p>"
-        return f'<div class="lab-card" data-phrase-id="" data-nonce="{nonce}">{body}</div>'
-    know = ('<span class="lab-filler">silence (a filler: judged against the user utterance)</span>'
-            if item["filler"] else _e(item["knowledge"]))
-    earlier = " / ".join(_e(x) for x in item["earlier"]) or '<span class="lab-filler">none</span>'
-    s = item["suggestion"]
-    if s:
-        probs = " · ".join(f"{k} {s['probs'].get(k, 0):.2f}" for k in LABELS)
-        sugg = (f'Model suggestion: <b class="lab-sugg-label">{_e(s["label"])}</b> ({probs}) '
-                f'<small>{_e(s["model_id"])}</small>')
-    else:
-        sugg = "No model suggestion for this phrase."
-    others = ", ".join(f"{_e(x['annotator'])}: {_e(x['label'])}" for x in item["labels"])
-    return (f'<div class="lab-card" data-phrase-id="{item["id"]}" data-nonce="{nonce}">'
-            f'<div class="lab-row"><span class="lab-k">User</span> {_e(item["user"])}</div>'
-            f'<div class="lab-row"><span class="lab-k">Knowledge</span> {know}</div>'
-            f'<div class="lab-row"><span class="lab-k">Earlier phrases</span> {earlier}</div>'
-            f'<div class="lab-phrase">{_e(item["text"])}</div>'
-            f'<div class="lab-sugg">{sugg}</div>'
-            f'<div class="lab-row"><span class="lab-k">Labels so far</span> {others or "none"}</div>'
-            f'<div class="lab-row"><small>phrase #{item["id"]} · reasoner {_e(item["reasoner"])}</small></div>'
-            "</div>")
 
 
 def _filters(model_label, min_score, max_score, reasoner, show, annotator) -> dict:
@@ -265,7 +154,7 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge, tab=None, rol
             refresh = gr.Button("Apply filters / refresh", elem_id="lab-refresh")
     gr.HTML("<small>Keys: <b>1</b> entailment · <b>2</b> neutral · <b>3</b> contradiction · <b>Enter</b> accept "
             "suggestion · <b>S</b> skip · <b>U</b> undo</small>", js_on_load=KEY_JS, elem_id="lab-keys")
-    card = gr.HTML(_card(None, 0, "Loading…"), elem_id="lab-card", js_on_load=None)
+    card = gr.HTML(render_card(None, 0, "Loading…"), elem_id="lab-card", js_on_load=None)
     with gr.Row():
         b_ent = gr.Button("1 · Entailment", elem_id="lab-btn-entailment", variant="primary", min_width=90)
         b_neu = gr.Button("2 · Neutral", elem_id="lab-btn-neutral", min_width=90)
@@ -316,7 +205,7 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge, tab=None, rol
         ids = store.queue(**flt, exclude=st["seen"], limit=1)
         st = {**st, "current": ids[0] if ids else None, "nonce": st["nonce"] + 1}
         item = store.item(ids[0], name) if ids else None
-        return st, _card(item, st["nonce"], message)
+        return st, render_card(item, st["nonce"], message)
 
     def outputs(st, name, flt, msg, card_html, clear_note=False, recount=False):
         st = dict(st)
@@ -363,7 +252,7 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge, tab=None, rol
             st = {**st, "nonce": st["nonce"] + 1}
             item = store.item(st["current"]) if st.get("current") is not None else None
             return outputs(st, None, flt, "**Sign in to label**: on this public workbench labels are written under "
-                           "your account, and only annotators may write them.", _card(item, st["nonce"]))
+                           "your account, and only annotators may write them.", render_card(item, st["nonce"]))
         pid = st.get("current")
         if pid is None:
             st, html_ = advance(st, name or None, flt)
@@ -374,13 +263,13 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge, tab=None, rol
                 st = {**st, "nonce": st["nonce"] + 1}
                 item = store.item(pid, name or None)
                 return outputs(st, name or None, flt, "No model suggestion for this phrase: press 1, 2 or 3.",
-                               _card(item, st["nonce"]))
+                               render_card(item, st["nonce"]))
             label = s["label"]
         try:
             r = store.set_label(pid, name, label, note_text)
         except StoreError as e:
             st = {**st, "nonce": st["nonce"] + 1}
-            return outputs(st, name or None, flt, f"**Not saved:** {markdown_literal(str(e))}", _card(store.item(pid), st["nonce"]))
+            return outputs(st, name or None, flt, f"**Not saved:** {markdown_literal(str(e))}", render_card(store.item(pid), st["nonce"]))
         verb = {"set": "labeled", "update": f"changed from {r['previous']} to", "unchanged": "kept as"}[r["action"]]
         st = {**st, "seen": (st["seen"] + [pid])[-SEEN_MAX:], "undo": (st["undo"] + [pid])[-200:],
               "left": st.get("left", 1) - 1}
@@ -403,18 +292,18 @@ def build_labeling_tab(store: LabelStore, judge_loader=load_judge, tab=None, rol
         if not st["undo"]:
             st = {**st, "nonce": st["nonce"] + 1}
             item = store.item(st["current"], name or None) if st.get("current") is not None else None
-            return outputs(st, name or None, flt, "Nothing to undo in this session.", _card(item, st["nonce"]))
+            return outputs(st, name or None, flt, "Nothing to undo in this session.", render_card(item, st["nonce"]))
         pid = st["undo"][-1]
         try:
             r = store.undo_label(pid, name)
         except StoreError as e:
             st = {**st, "nonce": st["nonce"] + 1}
-            return outputs(st, name or None, flt, f"**Not undone:** {markdown_literal(str(e))}", _card(store.item(pid), st["nonce"]))
+            return outputs(st, name or None, flt, f"**Not undone:** {markdown_literal(str(e))}", render_card(store.item(pid), st["nonce"]))
         st = {**st, "undo": st["undo"][:-1], "seen": [x for x in st["seen"] if x != pid], "current": pid,
               "nonce": st["nonce"] + 1, "left": st.get("left", 0) + 1}
         back = "removed" if r is None or r["label"] is None else f"back to **{r['label']}**"
         return outputs(st, name, flt, f"Undid your label on phrase #{pid} ({back}).",
-                       _card(store.item(pid, name), st["nonce"]))
+                       render_card(store.item(pid, name), st["nonce"]))
 
     def on_score(request: gr.Request = None, profile: gr.OAuthProfile | None = None, progress_bar=gr.Progress()):
         from .scoring import score_unscored
