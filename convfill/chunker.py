@@ -102,7 +102,7 @@ async def chunk_stream(deltas: AsyncIterator[str]) -> AsyncIterator[str]:
         yield c
 
 
-def split_sentences(text: str) -> list[str]:
+def knowledge_chunks(text: str) -> list[str]:
     """Split a complete text into chunks (what streaming it would yield)."""
     ch = SentenceChunker()
     return ch.feed(text) + ch.flush()

@@ -15,7 +15,7 @@ from .errors import ConfigError
 
 
 def opt(default: Any, help: str, lo: float | None = None, hi: float | None = None, flag: str | None = None):
-    """A dataclass field with a description and optional bounds (checked by `validate`)."""
+    """A dataclass field with a description and optional bounds (checked by `check_bounds`)."""
     return field(default=default, metadata={"help": help, "lo": lo, "hi": hi, "flag": flag})
 
 
@@ -48,12 +48,12 @@ class EngineConfig:
                                     "what the Talker says when the Reasoner fails after some knowledge")
 
     def __post_init__(self) -> None:
-        validate(self)
+        check_bounds(self)
         if self.filler_pacing not in PACINGS:
             raise ConfigError(f"EngineConfig.filler_pacing={self.filler_pacing!r}: choose one of {', '.join(PACINGS)}")
 
 
-def validate(obj: Any) -> None:
+def check_bounds(obj: Any) -> None:
     """Raise ConfigError for any field outside its declared bounds."""
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name)

@@ -1,10 +1,10 @@
-from convfill.chunker import SentenceChunker, split_sentences
+from convfill.chunker import SentenceChunker, knowledge_chunks
 
 
 def test_abbreviations_decimals_quotes_initials():
     text = ('Dr. Smith paid 3.5 dollars in the U.S. last year. "Really?" she asked. '
             'J. R. R. Tolkien wrote it, e.g. The Hobbit. It costs approx. five euros! Done')
-    assert split_sentences(text) == [
+    assert knowledge_chunks(text) == [
         "Dr. Smith paid 3.5 dollars in the U.S. last year.", '"Really?" she asked.',
         "J. R. R. Tolkien wrote it, e.g. The Hobbit.", "It costs approx. five euros!", "Done"]
 
@@ -24,11 +24,11 @@ def test_decimal_split_across_tokens_is_not_a_boundary():
 
 
 def test_lists_and_newlines_and_markdown():
-    assert split_sentences("- **One** idea\n- two\n1. three\n\n") == ["One** idea", "two", "three"] or \
-        split_sentences("- one\n- two\n1. three\n\n") == ["one", "two", "three"]
-    assert split_sentences("- one\n- two\n1. three\n\n") == ["one", "two", "three"]
+    assert knowledge_chunks("- **One** idea\n- two\n1. three\n\n") == ["One** idea", "two", "three"] or \
+        knowledge_chunks("- one\n- two\n1. three\n\n") == ["one", "two", "three"]
+    assert knowledge_chunks("- one\n- two\n1. three\n\n") == ["one", "two", "three"]
 
 
 def test_run_on_text_is_cut_at_a_bounded_length():
-    chunks = split_sentences("word " * 300)
+    chunks = knowledge_chunks("word " * 300)
     assert len(chunks) > 1 and all(len(c) <= 400 for c in chunks)

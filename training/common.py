@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from convfill.config import validate
+from convfill.config import check_bounds
 from convfill.errors import ConfigError
 
 
 def topt(default: Any, help: str, *, choices: tuple | None = None, lo: float | None = None,
          hi: float | None = None, metavar: str | None = None, required: bool = False):
-    """A config field with its --help text, optional choices and bounds (checked by `validate`).
+    """A config field with its --help text, optional choices and bounds (checked by `check_bounds`).
 
     `required` only makes the CLI flag mandatory; the dataclass keeps `default` for programmatic use.
     """
@@ -74,7 +74,7 @@ def config_from_arguments(cls: type, ns: argparse.Namespace):
         v = getattr(ns, f.name)
         vals[f.name] = tuple(v) if isinstance(v, list) else v
     cfg = cls(**vals)
-    validate(cfg)
+    check_bounds(cfg)
     return cfg
 
 

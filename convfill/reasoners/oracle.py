@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from ..chunker import split_sentences
+from ..chunker import knowledge_chunks
 from ..clock import Clock, MonotonicClock
 from ..errors import ConfigError
 from .base import Reasoner, ReasonerRequest, ReasonerSpec
@@ -47,7 +47,7 @@ class OracleReasoner(Reasoner):
     async def stream(self, request: ReasonerRequest) -> AsyncIterator[str]:
         if not self.knowledge:
             raise ConfigError("The oracle Reasoner needs knowledge text (--knowledge).")
-        for i, sentence in enumerate(split_sentences(self.knowledge)):
+        for i, sentence in enumerate(knowledge_chunks(self.knowledge)):
             await self.clock.sleep(self.first_chunk_s if i == 0 else self.gap_s)
             yield sentence + " "
 
