@@ -1,6 +1,6 @@
 """Settings -> parts: the Talker, Reasoner and engine flags every command line shares, and what builds a
 Talker or Reasoner from them. `python -m convfill`, `python -m convfill.eval` and the labeling CLI add the same
-flags from here; the app's controls build through the same `ReasonerSpec` / `get_talker`.
+flags from here; the app's controls build through the same `ReasonerSpec` / `TalkerSpec`.
 """
 
 from __future__ import annotations
@@ -42,11 +42,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_talker(args):
-    from .talkers import get_talker
+    """The Talker of the Talker flags (`TalkerSpec.from_args`)."""
+    from .talkers import TalkerSpec
 
-    opts = {"lora_path": args.talker_lora} if args.talker == "llamacpp" and args.talker_lora else {}
-    return get_talker(args.talker, model=args.talker_model, style=args.talker_style,
-                      temperature=args.temperature, **opts)
+    return TalkerSpec.from_args(args).build()
 
 
 def reasoner_spec(args, direct: bool = False):

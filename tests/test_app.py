@@ -18,7 +18,8 @@ from convfill.clock import FakeClock
 from convfill.engine import Engine
 from convfill.events import ChunkArrived, FirstToken, PhraseDelta, PhraseEnded, PhraseStarted, TurnStarted
 from convfill.testing import ScriptedReasoner, ScriptedTalker, run_turn
-from convfill.ui.session import BASE_TALKER, DEFAULT_TALKER, ChatSession, ModelPool, TurnSettings, talker_spec
+from convfill.talkers import TalkerSpec
+from convfill.ui.session import BASE_TALKER, DEFAULT_TALKER, ChatSession, ModelPool, TurnSettings
 from convfill.ui.timeline import chunk_colour, render_timeline
 from convfill.ui.view import REASONER_TITLE, TurnView, render_metrics
 
@@ -130,11 +131,12 @@ async def test_metrics_table_uses_turn_metrics():
 
 # ------------------------------------------------------------------------------------------ session
 def test_talker_spec_and_settings():
-    assert talker_spec(DEFAULT_TALKER) == ("llamacpp", None) == talker_spec("")
-    assert talker_spec(BASE_TALKER) == ("llamacpp", "none")
-    assert talker_spec("/m/x.GGUF") == ("llamacpp", "/m/x.GGUF")
-    assert talker_spec("vysri/SmolLM360M-IT-ConvFill") == ("transformers", "vysri/SmolLM360M-IT-ConvFill")
-    assert talker_spec("transformers:/m/x.gguf") == ("transformers", "/m/x.gguf")
+    box = TalkerSpec.from_box
+    assert box(DEFAULT_TALKER) == TalkerSpec("llamacpp", None) == box("")
+    assert box(BASE_TALKER) == TalkerSpec("llamacpp", None, lora="none")
+    assert box("/m/x.GGUF") == TalkerSpec("llamacpp", "/m/x.GGUF")
+    assert box("vysri/SmolLM360M-IT-ConvFill") == TalkerSpec("transformers", "vysri/SmolLM360M-IT-ConvFill")
+    assert box("transformers:/m/x.gguf") == TalkerSpec("transformers", "/m/x.gguf")
     s = TurnSettings(api_key="sk-secret-123", engine={"silence_s": 0.5, "max_fillers": 2.0})
     assert "sk-secret" not in repr(s)
     cfg = s.engine_config()

@@ -72,10 +72,10 @@ def test_a_busy_server_says_so_and_a_visitor_can_still_barge_in_on_their_own_tur
 
 
 def test_every_spelling_of_a_model_file_is_one_model_and_the_cache_is_bounded(tmp_path, monkeypatch):
-    import convfill.ui.session as session
+    import convfill.talkers as talkers
 
     loads = []
-    monkeypatch.setattr(session, "get_talker", lambda runtime, model=None, **kw: loads.append(model) or
+    monkeypatch.setattr(talkers, "get_talker", lambda runtime, model=None, **kw: loads.append(model) or
                         ScriptedTalker())
     a, b = tmp_path / "a.gguf", tmp_path / "b.gguf"
     a.write_bytes(b"GGUF")
@@ -108,7 +108,7 @@ def test_the_load_benchmark_runs_every_turn_through_the_app(monkeypatch, tmp_pat
 def test_loading_a_new_model_never_stalls_sessions_on_loaded_ones(tmp_path, monkeypatch):
     import threading
 
-    import convfill.ui.session as session
+    import convfill.talkers as talkers
 
     release, loads = threading.Event(), []
 
@@ -120,7 +120,7 @@ def test_loading_a_new_model_never_stalls_sessions_on_loaded_ones(tmp_path, monk
     pool = ModelPool()
     fast = ScriptedTalker()
     pool.add_talker(DEFAULT_TALKER, fast)
-    monkeypatch.setattr(session, "get_talker", slow)
+    monkeypatch.setattr(talkers, "get_talker", slow)
     (tmp_path / "b.gguf").write_bytes(b"GGUF")
     got = []
     loaders = [threading.Thread(target=lambda: got.append(pool.talker(str(tmp_path / "b.gguf")))) for _ in range(2)]

@@ -2,7 +2,8 @@
 
 `get_talker("llamacpp", ...)` falls back to the transformers runtime on the same weights (the GGUF
 dequantized, the LoRA adapter folded in) when llama.cpp cannot run on this machine (`probe`); the
-Talker's `describe()["fallback"]` then says why, for the UI and `--json` output.
+Talker's `describe()["fallback"]` then says why, for the UI and `--json` output. `TalkerSpec` (spec.py) is
+the one place settings (CLI flags, the app's Talker box, evaluation configs) become a `get_talker` call.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 from ..errors import UnknownTalkerError
 from .base import Talker
 from .probe import RuntimeUnavailable
+from .spec import TalkerSpec
 
 log = logging.getLogger(__name__)
 
@@ -61,4 +63,4 @@ def _transformers_fallback(model: str | None, options: dict, reason: str) -> Tal
     return _runtime_class("transformers")(model, lora_path=adapter, fallback=reason, **options)
 
 
-__all__ = ["TALKERS", "RuntimeUnavailable", "Talker", "get_talker"]
+__all__ = ["TALKERS", "RuntimeUnavailable", "Talker", "TalkerSpec", "get_talker"]

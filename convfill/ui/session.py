@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
@@ -28,13 +27,10 @@ from ..fold import TurnFold
 from ..nli.judge import TurnJudge
 from ..policy import Policy
 from ..reasoners import REASONERS, Reasoner, ReasonerSpec, build_reasoner as build_from_spec
-from ..talkers import TALKERS, Talker, get_talker
+from ..talkers import Talker
+from ..talkers.spec import BASE_TALKER as BASE_TALKER, DEFAULT_TALKER, TalkerSpec
 from ..turnlog import StoreWriter, TurnLog, TurnRecorder
 from .view import TurnView
-
-DEFAULT_TALKER = "default (seed-trained ConvFill adapter on SmolLM2-135M-Instruct, llama.cpp)"
-BASE_TALKER = "bare SmolLM2-135M-Instruct, prompted (no adapter)"
-_BASE = "none"  # talker_spec's model value for BASE_TALKER: the shipped GGUF with lora_path="none"
 
 
 @dataclass(frozen=True)
@@ -86,27 +82,9 @@ class TurnSettings:
                             gap_s=self.oracle_gap_s)
 
 
-def talker_spec(text: str | None) -> tuple[str, str | None]:
-    """(runtime, model) for the Talker box: blank/default -> the shipped GGUF + seed adapter on llama.cpp;
-    `BASE_TALKER` -> the shipped GGUF without adapter; `*.gguf` ->
-    llama.cpp; anything else (hub id, local directory) -> transformers; `runtime:model` picks explicitly."""
-    text = (text or "").strip()
-    if not text or text == DEFAULT_TALKER:
-        return "llamacpp", None
-    if text == BASE_TALKER:
-        return "llamacpp", _BASE
-    head, sep, rest = text.partition(":")
-    if sep and head in TALKERS:
-        return head, rest.strip() or None
-    return ("llamacpp" if text.lower().endswith(".gguf") else "transformers"), text
-
-
-def _pool_key(spec: str) -> tuple[str, str | None]:
-    """`talker_spec`, with file paths resolved: every spelling of one file is one model in memory."""
-    runtime, model = talker_spec(spec)
-    if model and model != _BASE and os.path.exists(model):
-        model = os.path.realpath(model)
-    return runtime, model
+def _pool_key(box: str) -> TalkerSpec:
+    """The Talker box text's spec, its file path resolved: every spelling of one file is one model in memory."""
+    return TalkerSpec.from_box(box).resolved()
 
 
 class ModelPool:
@@ -118,8 +96,8 @@ class ModelPool:
 
     def __init__(self, max_talkers: int | None = 4) -> None:
         self.max_talkers = max_talkers
-        self._talkers: collections.OrderedDict[tuple[str, str | None], Talker] = collections.OrderedDict()
-        self._loading: dict[tuple[str, str | None], threading.Lock] = {}
+        self._talkers: collections.OrderedDict[TalkerSpec, Talker] = collections.OrderedDict()
+        self._loading: dict[TalkerSpec, threading.Lock] = {}
         self._local: dict[str | None, Reasoner] = {}
         self._lock = threading.Lock()
 
@@ -156,16 +134,13 @@ class ModelPool:
             return talker
 
     @staticmethod
-    def _load(key: tuple[str, str | None]) -> Talker:
-        runtime, model = key
+    def _load(spec: TalkerSpec) -> Talker:
         try:
-            if model == _BASE:
-                return get_talker(runtime, model=None, lora_path="none")
-            return get_talker(runtime, model=model)
+            return spec.build()
         except (TalkerLoadError, ConfigError):
             raise
         except Exception as e:  # e.g. an import error deep in a runtime
-            raise TalkerLoadError(f"Could not load Talker {model or 'default'!r}: {e}") from e
+            raise TalkerLoadError(f"Could not load Talker {spec.model or 'default'!r}: {e}") from e
 
     def local_reasoner(self, spec: ReasonerSpec) -> Reasoner:
         """Blocking: a per-session copy of the shared local Reasoner for `spec.model`, with its own delay."""
