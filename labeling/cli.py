@@ -1,4 +1,7 @@
-"""Command line: `python -m labeling score|nli-eval|export|stats|bench`. Thin: parsing and printing only.
+"""Command line: `python -m labeling score|export|stats|bench`. Thin: parsing and printing only.
+
+A judge's accuracy (on labelled pairs, or against the people's labels in a store) is an evaluation:
+`python -m convfill.eval judge --data FILE | --labels-db DB` (`convfill/eval/judge.py`).
 
 Errors of the `ConvFillError` family (bad file, locked database, model that cannot load) print one line
 and exit 1 (set CONVFILL_DEBUG=1 for the traceback).
@@ -9,14 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import Counter
 from pathlib import Path
 
 from convfill.errors import run_command
 from convfill.errors import ConvFillError, InputError
-from convfill.jsonl import read_jsonl
 
-from convfill.nli.judge import LABELS, NLIError, load_judge, normalize_label
+from convfill.nli.judge import LABELS, NLIError, load_judge
 
 
 def _store(args, create: bool = False):
@@ -71,46 +72,6 @@ def cmd_score(args) -> None:
         print(f"scored {sum(s.values())} phrases with {out['model']}: "
               + ", ".join(f"{k} {v}" for k, v in s.items()))
     print(f"{out['phrases_scored']}/{out['phrases_total']} phrases in {out['db']} have a model suggestion")
-
-
-def read_nli_data(path: str, limit: int | None = None) -> list[dict]:
-    """Lines {"premise", "hypothesis", "label"}; InputError names the first bad line."""
-    rows = []
-    for n, d in read_jsonl(path, InputError):
-        try:
-            rows.append({"premise": str(d["premise"]), "hypothesis": str(d["hypothesis"]),
-                         "label": normalize_label(d["label"])})
-        except (KeyError, TypeError, ValueError) as e:
-            raise InputError(f"{Path(path).name}:{n}: need premise, hypothesis and an NLI label ({e})") from e
-        if limit is not None and len(rows) >= limit:
-            break
-    if not rows:
-        raise InputError(f"{path} has no examples")
-    return rows
-
-
-def evaluate(judge, rows: list[dict], progress: bool = False) -> dict:
-    """Accuracy overall and per gold label (recall), plus how often each label was predicted."""
-    pred = judge.predict([r["premise"] for r in rows], [r["hypothesis"] for r in rows], progress=progress)
-    gold = [r["label"] for r in rows]
-    ok = [p.label == g for p, g in zip(pred, gold)]
-    n_gold, n_ok, n_pred = Counter(gold), Counter(g for g, k in zip(gold, ok) if k), Counter(p.label for p in pred)
-    return {"accuracy": sum(ok) / len(ok), "n": len(ok), "model": judge.model_id,
-            "per_label": {lab: {"n": n_gold[lab], "correct": n_ok[lab], "predicted": n_pred[lab],
-                                "accuracy": n_ok[lab] / n_gold[lab] if n_gold[lab] else None}
-                          for lab in LABELS}}
-
-
-def cmd_nli_eval(args) -> None:
-    rows = read_nli_data(args.data, args.limit)
-    res = evaluate(_judge(args), rows, progress=True)  # bar on stderr, JSON on stdout
-    if args.json:
-        print(json.dumps(res))
-        return
-    print(f"{res['model']}: accuracy {res['accuracy']:.4f} on {res['n']} pairs")
-    for lab, d in res["per_label"].items():
-        acc = "-" if d["accuracy"] is None else f"{d['accuracy']:.4f}"
-        print(f"  {lab:13s} n={d['n']:6d} accuracy={acc} predicted={d['predicted']}")
 
 
 def cmd_export(args) -> None:
@@ -175,11 +136,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, default=None, help="score at most N phrases")
     s.add_argument("--import-only", action="store_true", help="import without scoring")
     s.set_defaults(func=cmd_score)
-    e = sub.add_parser("nli-eval", help="accuracy of an NLI judge on {premise, hypothesis, label} JSONL")
-    common(e, db=False)
-    e.add_argument("--data", required=True, help="JSONL with premise, hypothesis, label")
-    e.add_argument("--limit", type=int, default=None, help="first N examples only")
-    e.set_defaults(func=cmd_nli_eval)
     x = sub.add_parser("export", help="ConvFill JSONL of acceptable phrases, or CSV of every judgement")
     common(x, model=False)
     x.add_argument("--format", choices=["jsonl", "csv", "replay"], required=True,

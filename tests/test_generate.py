@@ -7,8 +7,10 @@ import json
 import pytest
 
 from convfill.reasoners import get_reasoner
-from training.generate import (GenConfig, Generator, ParseError, check_diversity, check_fillers, check_nli,
-                               check_spoken, check_structure, make_spec, parse_response, to_convfill, validate)
+from training.gen_checks import (ParseError, check_diversity, check_fillers, check_generated, check_nli, check_spoken,
+                                 check_structure, parse_response, to_convfill)
+from training.gen_scaffold import make_spec
+from training.generate import GenConfig, Generator
 
 from provider_wire import ProviderServer, Reply
 
@@ -128,9 +130,12 @@ def test_nli_gate_contradiction_threshold_and_entailment_floor():
     bad = check_nli({"turns": [turn]}, judge, max_contradiction=0.2, min_entailment=0.5)
     assert [(r.slot, r.validator) for r in bad] == [(2, "nli"), (3, "nli")]
     assert "contradicts" in bad[0].detail and "not entailed" in bad[1].detail
-    # premise of a knowledge phrase is its chunk; a filler is judged against the user turn
+    # the workbench's premise rule: a knowledge phrase against its chunk + the turn's earlier phrases, a
+    # filler against the user turn + them
     pairs = dict((h, p) for p, h in judge.calls[0])
-    assert pairs["It opens at nine."] == "It opens at nine." and pairs["Let me see."] == "When?"
+    assert pairs["Let me see."] == "When?"
+    assert pairs["It opens at nine."] == "It opens at nine. Let me see."
+    assert pairs["Tickets are cheap."] == "Tickets cost ten euros. Let me see. It opens at nine. It closes at noon."
     # a lower floor accepts the vague phrase; the contradiction stays rejected
     assert len(check_nli({"turns": [turn]}, judge, 0.2, 0.2)) == 1
 
@@ -209,12 +214,13 @@ async def test_killed_run_resumes_with_exactly_the_remaining_conversations(tmp_p
     assert asked == 3 and report["already_done"] == 1 and report["accepted"] == 3
 
 
-async def test_validate_runs_nli_only_on_clean_conversations(tmp_path):
+async def test_check_generated_runs_nli_only_on_clean_conversations(tmp_path):
     c = cfg(tmp_path)
     spec = make_spec(c, 0)
     judge = TableJudge({})
-    assert validate(fill(spec, "digits"), spec, judge, c)[0].validator == "spoken" and judge.calls == []
-    assert validate(fill(spec), spec, judge, c) == [] and len(judge.calls) == 1
+    limits = c.max_contradiction, c.min_entailment
+    assert check_generated(fill(spec, "digits"), spec, judge, *limits)[0].validator == "spoken" and judge.calls == []
+    assert check_generated(fill(spec), spec, judge, *limits) == [] and len(judge.calls) == 1
 
 
 def test_cli_help_documents_every_option():

@@ -1,5 +1,6 @@
 """The NLI judge with a real (tiny, random-weight) Hugging Face classifier built offline in the test, and the
-`score` / `nli-eval` command lines end to end on a real SQLite file."""
+`score` (`python -m labeling`) and `judge` (`python -m convfill.eval`) command lines end to end on a real
+SQLite file."""
 
 import json
 import subprocess
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from tiny_nli import build_tiny_nli
 
+from convfill.eval.cli import main as eval_main
 from labeling.cli import main
 from convfill.nli.judge import LABELS, NLIError, NLIJudge, load_judge, normalize_label, premise_for
 from labeling.store import LabelStore
@@ -163,23 +165,47 @@ def test_score_cli_errors_are_one_line_and_change_nothing(tmp_path, capsys):
     assert LabelStore(db).db["phrases"].count == 0  # the good first line was not imported either
 
 
-def test_nli_eval_cli(tmp_path, tiny_dir, capsys):
+def test_judge_eval_cli(tmp_path, tiny_dir, capsys):
     rows = [{"premise": "the sky is blue", "hypothesis": "light scatters", "label": lab}
             for lab in ["entailment"] * 6 + ["neutral"] * 3 + ["contradiction"]]
     data = _write_jsonl(tmp_path / "nli.jsonl", rows)
-    assert main(["nli-eval", "--data", str(data), "--model", str(tiny_dir), "--json"]) == 0
+    assert eval_main(["judge", "--data", str(data), "--model", str(tiny_dir), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["n"] == 10 and res["accuracy"] == pytest.approx(0.6)
     assert res["per_label"]["entailment"] == {"n": 6, "correct": 6, "predicted": 10, "accuracy": 1.0}
     assert res["per_label"]["neutral"]["accuracy"] == 0.0 and res["per_label"]["contradiction"]["n"] == 1
-    assert main(["nli-eval", "--data", str(data), "--model", str(tiny_dir), "--limit", "4", "--json"]) == 0
+    assert res["loss"] > 0 and res["ms_per_pair"] > 0 and res["data"] == str(data)
+    assert eval_main(["judge", "--data", str(data), "--checkpoint", str(tiny_dir), "--limit", "4", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 4
+    assert eval_main(["judge", "--data", str(data), "--model", str(tiny_dir), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "accuracy 0.6000 on 10 pairs" in text and "entailment    n=     6 accuracy=1.0000 predicted=10" in text
 
 
-def test_nli_eval_bad_data_is_one_line(tmp_path, capsys):
+def test_judge_eval_against_the_peoples_labels(tmp_path, tiny_dir, capsys):
+    """`--labels-db`: the judge against the workbench's human labels, pairs built by the store's premise rule."""
+    db, data = tmp_path / "s.db", _write_jsonl(tmp_path / "conv.jsonl", CONV)
+    assert main(["score", "--db", str(db), "--input", str(data), "--import-only"]) == 0
+    store = LabelStore(db)
+    ids = [r["id"] for r in store.phrase_rows()]
+    for pid, lab in zip(ids, ["entailment", "neutral", "entailment", "contradiction"]):
+        store.set_label(pid, "ada", lab)
+    store.set_label(ids[0], "bob", "neutral")
+    capsys.readouterr()
+    assert eval_main(["judge", "--labels-db", str(db), "--model", str(tiny_dir), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)  # the tiny judge says entailment to everything
+    assert res["n"] == 5 and res["per_label"]["entailment"] == {"n": 2, "correct": 2, "predicted": 5, "accuracy": 1.0}
+    assert eval_main(["judge", "--labels-db", str(db), "--annotator", "ada", "--model", str(tiny_dir),
+                      "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 4
+    assert eval_main(["judge", "--labels-db", str(db), "--annotator", "cy", "--model", str(tiny_dir)]) == 1
+    assert "no human labels by cy" in capsys.readouterr().err
+
+
+def test_judge_eval_bad_data_is_one_line(tmp_path, capsys):
     data = tmp_path / "nli.jsonl"
     data.write_text('{"premise": "a", "hypothesis": "b", "label": "entailment"}\n{"premise": "a", "label": 2}\n')
-    assert main(["nli-eval", "--data", str(data), "--json"]) == 1
+    assert eval_main(["judge", "--data", str(data), "--json"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error: nli.jsonl:2") and len(err.splitlines()) == 1
 
@@ -206,7 +232,7 @@ def test_one_home_for_the_nli_pair():
     import convfill.eval.entail as entail
     import convfill.nli as core
     import convfill.nli.judge as workbench
-    import training.train_nli as trainer
+    import training.nli_data as trainer
 
     assert workbench.normalize_label is entail.normalize_label is core.normalize_label
     assert workbench.premise_for is core.premise_for and workbench.LABELS is entail.LABELS is trainer.LABELS

@@ -5,13 +5,20 @@ import random
 
 import pytest
 
+from convfill.nli import MAX_LENGTH
 from convfill.nli import offline as offline_judge
-from convfill.nli.offline import OFFLINE_JUDGE_ID, build_offline_judge, judge_id, predict
+from convfill.nli.judge import NLIJudge
+from convfill.nli.offline import OFFLINE_JUDGE_ID, build_offline_judge, judge_id
 
 
 @pytest.fixture(scope="module")
 def judge():
     return build_offline_judge()
+
+
+def predict(model, tok, premises, hypotheses, batch_size=32):
+    """The served path (`NLIJudge.predict`) over an assembled model: what the workbench and the app run."""
+    return NLIJudge(model, tok, batch_size=batch_size).predict(premises, hypotheses)
 
 
 def test_label_names_come_from_config(judge):
@@ -42,11 +49,11 @@ def test_clear_pairs(judge):
     ]
     expected = ["entailment", "contradiction", "entailment", "contradiction", "entailment", "contradiction"]
     out = predict(model, tok, premises, hypotheses, batch_size=4)
-    assert [o["label"] for o in out] == expected, out
+    assert [o.label for o in out] == expected, out
     for o in out:
-        assert set(o["probs"]) == {"entailment", "neutral", "contradiction"}
-        assert abs(sum(o["probs"].values()) - 1.0) < 1e-4
-        assert o["probs"][o["label"]] == max(o["probs"].values())
+        assert set(o.probs) == {"entailment", "neutral", "contradiction"}
+        assert abs(sum(o.probs.values()) - 1.0) < 1e-4
+        assert o.probs[o.label] == max(o.probs.values())
 
 
 def test_held_out_convfill_pairs_are_judged_as_the_workbench_needs(judge):
@@ -60,9 +67,9 @@ def test_held_out_convfill_pairs_are_judged_as_the_workbench_needs(judge):
     seed = sorted((Path(__file__).parents[1] / "data" / "seed").glob("part_*.jsonl"))
     pairs = build(seed, heldout=True)
     out = predict(*judge, [p["premise"] for p in pairs], [p["hypothesis"] for p in pairs], batch_size=32)
-    right = [o["label"] == p["label"] for o, p in zip(out, pairs)]
+    right = [o.label == p["label"] for o, p in zip(out, pairs)]
     assert len(pairs) > 400 and sum(right) / len(right) >= 0.9
-    knowledge = [o["label"] for o, p in zip(out, pairs) if p["source"] == "convfill_knowledge"]
+    knowledge = [o.label for o, p in zip(out, pairs) if p["source"] == "convfill_knowledge"]
     assert knowledge.count("contradiction") / len(knowledge) <= 0.03
 
 
@@ -70,6 +77,34 @@ def test_predict_rejects_mismatched_lengths(judge):
     model, tok = judge
     with pytest.raises(ValueError, match="2 premises but 1 hypotheses"):
         predict(model, tok, ["a", "b"], ["c"])
+
+
+def test_training_and_serving_encode_a_long_pair_identically(judge):
+    """One truncation rule (`convfill.nli.encode`): a premise far over the limit is cut from its end to the
+    same ids by the trainer and the served judge; the phrase (hypothesis) is never cut."""
+    from training.nli_data import Pair, encode
+    from training.train_nli import build_parser
+
+    model, tok = judge
+    premise = "The museum opens at nine in the morning and closes at six in the evening. " * 80
+    hypothesis = "It opens at nine."
+    assert len(tok(premise)["input_ids"]) > 2 * MAX_LENGTH
+    max_len = build_parser().parse_args(["train", "--train", "t.jsonl", "--out", "run"]).max_len
+    assert max_len == MAX_LENGTH  # the trainer's default length is the served one
+    trained = encode(tok, [Pair(premise, hypothesis, 0)], max_len)[0][0]
+    served = NLIJudge(model, tok).encode([premise], [hypothesis])["input_ids"][0].tolist()
+    assert trained == served and len(served) == MAX_LENGTH
+    phrase = tok(hypothesis, add_special_tokens=False)["input_ids"]
+    assert served[-len(phrase) - 1:-1] == phrase  # the phrase is whole, before the final [SEP]
+    assert served[1:20] == tok(premise, add_special_tokens=False)["input_ids"][:19]  # the premise keeps its head
+    # A phrase that alone fills the window is cut with its premise instead of failing the batch, in order.
+    long_phrase = "nine " * (MAX_LENGTH + 10)
+    batch = NLIJudge(model, tok).encode([premise, "It opens at nine.", premise], [long_phrase, hypothesis, hypothesis])
+    assert batch["input_ids"].shape == (3, MAX_LENGTH)
+    assert batch["input_ids"][2].tolist() == served
+    short = tok("It opens at nine.", hypothesis)["input_ids"]
+    assert batch["input_ids"][1].tolist()[:len(short)] == short and batch["attention_mask"][1].sum() == len(short)
+    assert len(predict(model, tok, [premise], [long_phrase])) == 1
 
 
 def test_missing_artifact_is_a_clear_error(tmp_path):
@@ -115,7 +150,7 @@ def _run_json(fn, argv) -> str:
 def test_logit_offsets_restore_an_underpredicted_class():
     import torch
 
-    from training.train_nli import fit_logit_offsets
+    from training.nli_calibrate import fit_logit_offsets
 
     g = torch.Generator().manual_seed(0)
     labels = torch.randint(0, 3, (600,), generator=g)
@@ -159,10 +194,10 @@ def test_training_script_reduces_loss_and_exports_a_loadable_delta(tmp_path):
     model, tok = build_offline_judge(art)
     # a different artifact is a different judge version in every stored suggestion
     assert model.name_or_path == judge_id(art) != judge_id()
-    ref, _ = train_nli.load_for_eval(str(out / "cal"))
+    ref = NLIJudge(str(out / "cal"))  # the checkpoint as `python -m convfill.eval judge --checkpoint` loads it
     rows = _tiny_nli(12, seed=9)
     got = predict(model, tok, [r["premise"] for r in rows], [r["hypothesis"] for r in rows])
-    want = predict(ref, tok, [r["premise"] for r in rows], [r["hypothesis"] for r in rows])
+    want = ref.predict([r["premise"] for r in rows], [r["hypothesis"] for r in rows])
     for g, w in zip(got, want):
-        for k in w["probs"]:
-            assert g["probs"][k] == pytest.approx(w["probs"][k], abs=0.02)
+        for k in w.probs:
+            assert g.probs[k] == pytest.approx(w.probs[k], abs=0.02)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from convfill.splits import split
-from training.validate_corpus import main, validate_files, validate_objects
+from training.corpus_checks import validate_files, validate_objects
+from training.validate_corpus import main
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -251,6 +252,19 @@ def test_nli_contradiction_is_an_error():
     assert "nli_contradiction" in codes(validate_objects([c], nli=judge))
 
 
+def test_nli_judges_the_workbench_pair():
+    """The premise of a knowledge phrase is its chunk followed by the turn's earlier phrases
+    (`convfill.nli.premise_for`), as in the workbench and the generator's gate."""
+    seen = []
+    c = good_conv()
+    validate_objects([c], nli=lambda premise, hypothesis: seen.append((premise, hypothesis)) or "entailment")
+    turn = c["conversation"][0]
+    k = max(i for i, th in enumerate(turn["thoughts"]) if th != "<sil>")  # after a filler and a chunk
+    want = " ".join([turn["thoughts"][k], *turn["response"][:k]])
+    assert (want, turn["response"][k]) in seen
+    assert len(seen) == sum(th != "<sil>" for t in c["conversation"] for th in t["thoughts"])
+
+
 def test_module_cli_runs(tmp_path):
     f = tmp_path / "c.jsonl"
     f.write_text(json.dumps(good_conv()) + "\n")
@@ -273,7 +287,7 @@ def test_shipped_seed_corpus_passes_together():
 
 
 def test_acronyms_and_pronoun_references_are_not_fact_changes():
-    from training.validate_corpus import is_acronym_of
+    from training.corpus_text import is_acronym_of
 
     assert is_acronym_of("US", "In the United States, tyres are measured in PSI.")
     assert is_acronym_of("CDs", "A savings account or certificates of deposit keep money safe.")

@@ -12,13 +12,15 @@ Every conversation then passes validators, each rejection recorded with its reas
   visibility    a filler may only use what the Talker could know then (user turn, previous turn,
                 earlier phrases), never words that only appear in upcoming knowledge;
   new_facts     a filler states no names or numbers absent from what the Talker could know;
-  nli           with an NLI judge: chunk -> phrase must not be contradiction (`max_contradiction`) and
-                must reach `min_entailment` (the reference code effectively has no floor); a filler
-                must not contradict the user turn.
+  nli           with an NLI judge, premises by `convfill.nli.premise_for` (a knowledge phrase: its chunk
+                + the turn's earlier phrases; a filler: the user turn + them): a knowledge phrase must
+                not be contradiction (`max_contradiction`) and must reach `min_entailment` (the
+                reference code effectively has no floor); a filler must not contradict its premise.
 
 Runs are resumable: each conversation has a deterministic spec from (seed, index), and the output and
 rejection files are appended line by line, so a killed run continues with exactly the missing indices.
 Rate limits sleep with exponential backoff; a parse error gets one correction round-trip.
+The request lives in `training.gen_scaffold`, the checks in `training.gen_checks`; this module runs the job.
 
     python -m training.generate --reasoner openai --model gpt-4o-mini --domain "customer support" \\
         --topics topics.txt --n 200 --out data/generated/support.jsonl
@@ -30,46 +32,19 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import random
-import re
 import sys
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from convfill.errors import ConvFillError, ReasonerError
-from convfill.prompt import SIL, sanitize
 from convfill.reasoners import Message, ReasonerRequest, get_reasoner
 
-from .rules import STOPWORDS, content_words, leaked_words, new_names, stem
-
-GENERATOR_SYSTEM = (
-    "You write training data for a voice assistant made of two models: a small Talker that speaks at once "
-    "and a large Reasoner that sends short knowledge sentences. You fill JSON scaffolds exactly: keep every "
-    "key and slot, replace each \"...\" with text, output only the JSON object."
-)
-
-INSTRUCTIONS = """Fill this scaffold for a realistic spoken conversation.
-Domain: {domain}. Topic: {topic}. The user is {persona}.
-Rules:
-- "user": what the user says (spoken, natural; later turns follow up on earlier ones).
-- "sil" slots are fillers the Talker says while waiting: acknowledge or restate the user's request. A filler
-  may only use what the Talker knows at that moment: this user turn, the previous turn and the phrases
-  already said. Never state facts, names or numbers, never anticipate the upcoming knowledge.
-- "knowledge" slots: "chunk" is one short standalone factual sentence the Reasoner sends (correct, one
-  idea); "phrase" is the Talker saying exactly that chunk's meaning in natural speech, no new facts.
-- Spoken style everywhere: numbers written as words, no digits, no lists, no markdown, no emoji.
-- Vary the fillers; never repeat a phrase.
-Scaffold:
-{scaffold}"""
-
-CORRECTION = ("Your previous answer could not be used: {error}. Reply again with only the corrected JSON "
-              "object for the same scaffold.")
+from .gen_checks import Judge, ParseError, Rejection, check_generated, parse_response, to_convfill
+from .gen_scaffold import CORRECTION, GENERATOR_SYSTEM, Spec, make_spec, scaffold_prompt
 
 
-# --------------------------------------------------------------------------------------------- config
 @dataclass
 class GenConfig:
     """Options of one generation run (every field is a CLI flag)."""
@@ -115,246 +90,12 @@ HELP = {
     "concurrency": "conversations in flight", "max_attempts": "attempts per conversation",
     "max_rate_retries": "rate-limit retries per request (exponential backoff)",
     "nli_model": "NLI judge id/path; empty = labeling default; 'none' disables the NLI gate",
-    "max_contradiction": "largest allowed P(contradiction) of chunk -> phrase",
-    "min_entailment": "smallest allowed P(entailment) of chunk -> phrase",
+    "max_contradiction": "largest allowed P(contradiction) of premise -> phrase",
+    "min_entailment": "smallest allowed P(entailment) of premise -> knowledge phrase",
     "price_in": "USD per 1M input tokens", "price_out": "USD per 1M output tokens",
 }
 
 
-# ---------------------------------------------------------------------------------------------- specs
-@dataclass(frozen=True)
-class Spec:
-    """What conversation `index` must look like: fixed by (seed, index) so resumed runs agree."""
-
-    index: int
-    domain: str
-    topic: str
-    persona: str
-    schedule: tuple[tuple[str, ...], ...]  # per turn: "sil" / "knowledge" slots in order
-
-    @property
-    def id(self) -> str:
-        return f"gen-{self.index:06d}"
-
-
-def _items(value: str, default: list[str]) -> list[str]:
-    if not value:
-        return default
-    p = Path(value)
-    lines = p.read_text().splitlines() if p.is_file() else value.split(";")
-    return [x.strip() for x in lines if x.strip()] or default
-
-
-def make_spec(cfg: GenConfig, index: int) -> Spec:
-    rng = random.Random(f"{cfg.seed}:{index}")
-    topics = _items(cfg.topics, [cfg.domain])
-    personas = _items(cfg.personas, ["a curious adult", "a busy parent", "a student", "a retiree"])
-    schedule = []
-    for _ in range(cfg.turns):
-        slots = ["sil"] * rng.randint(cfg.min_sil, min(3, cfg.max_sil))
-        k = rng.randint(cfg.min_chunks, min(5, cfg.max_chunks))
-        mid = rng.randint(1, k - 1) if k > 1 and rng.random() < cfg.mid_sil_prob else None
-        for j in range(k):
-            if j == mid:
-                slots.append("sil")
-            slots.append("knowledge")
-        schedule.append(tuple(slots))
-    return Spec(index, cfg.domain, rng.choice(topics), rng.choice(personas), tuple(schedule))
-
-
-def scaffold(spec: Spec) -> dict:
-    turns = []
-    for slots in spec.schedule:
-        turns.append({"user": "...", "slots": [
-            {"type": "sil", "phrase": "..."} if s == "sil" else {"type": "knowledge", "chunk": "...", "phrase": "..."}
-            for s in slots]})
-    return {"turns": turns}
-
-
-def build_prompt(spec: Spec) -> str:
-    return INSTRUCTIONS.format(domain=spec.domain, topic=spec.topic, persona=spec.persona,
-                               scaffold=json.dumps(scaffold(spec), indent=1))
-
-
-# ---------------------------------------------------------------------------------------- validation
-@dataclass(frozen=True)
-class Rejection:
-    """Why (part of) a conversation was rejected."""
-
-    validator: str
-    detail: str
-    turn: int | None = None
-    slot: int | None = None
-
-
-class ParseError(ConvFillError):
-    pass
-
-
-def parse_response(text: str) -> dict:
-    """The JSON object in a model answer (code fences and chatter around it are tolerated)."""
-    start, end = text.find("{"), text.rfind("}")
-    if start < 0 or end <= start:
-        raise ParseError("no JSON object found")
-    try:
-        obj = json.loads(text[start:end + 1])
-    except json.JSONDecodeError as e:
-        raise ParseError(f"invalid JSON ({e.msg} at char {e.pos})") from None
-    if not isinstance(obj, dict):
-        raise ParseError("the answer is not a JSON object")
-    return obj
-
-
-def check_structure(obj: dict, spec: Spec) -> list[Rejection]:
-    turns = obj.get("turns")
-    if not isinstance(turns, list) or len(turns) != len(spec.schedule):
-        return [Rejection("structure", f"expected {len(spec.schedule)} turns, got "
-                                       f"{len(turns) if isinstance(turns, list) else type(turns).__name__}")]
-    out = []
-    for ti, (turn, slots) in enumerate(zip(turns, spec.schedule)):
-        if not isinstance(turn, dict) or not _text(turn.get("user")):
-            out.append(Rejection("structure", "missing user text", ti))
-            continue
-        got = turn.get("slots")
-        if not isinstance(got, list) or [s.get("type") if isinstance(s, dict) else None for s in got] != list(slots):
-            out.append(Rejection("structure", f"slots do not follow the schedule {list(slots)}", ti))
-            continue
-        for si, s in enumerate(got):
-            keys = ("phrase",) if s["type"] == "sil" else ("chunk", "phrase")
-            for k in keys:
-                if not _text(s.get(k)):
-                    out.append(Rejection("structure", f"empty {k}", ti, si))
-    return out
-
-
-def _text(v: Any) -> bool:
-    return isinstance(v, str) and v.strip() not in ("", "...")
-
-
-_NOT_SPOKEN = [
-    (re.compile(r"\d"), "digits (numbers must be words)"),
-    (re.compile(r"[*_#`|]|^\s*[-\u2022]\s", re.M), "markdown or list markup"),
-    (re.compile(r"https?://|www\.", re.I), "a URL"),
-    (re.compile("[\U0001F300-\U0001FAFF\u2600-\u27BF]"), "an emoji"),
-]
-
-
-def check_spoken(obj: dict) -> list[Rejection]:
-    out = []
-    for ti, si, kind, text in _texts(obj):
-        if sanitize(text) != re.sub(r"\s+", " ", text).strip():
-            out.append(Rejection("spoken", f"{kind} holds control tokens", ti, si))
-            continue
-        for rx, what in _NOT_SPOKEN:
-            if rx.search(text):
-                out.append(Rejection("spoken", f"{kind} contains {what}: {text[:60]!r}", ti, si))
-                break
-    return out
-
-
-def _texts(obj: dict):
-    for ti, turn in enumerate(obj["turns"]):
-        yield ti, None, "user", turn["user"]
-        for si, s in enumerate(turn["slots"]):
-            if s["type"] == "knowledge":
-                yield ti, si, "chunk", s["chunk"]
-            yield ti, si, "phrase", s["phrase"]
-
-
-def _norm(text: str) -> str:
-    return re.sub(r"[^a-z' ]+", "", text.lower()).strip()
-
-
-def check_diversity(obj: dict, max_uses: int = 2) -> list[Rejection]:
-    counts = Counter(_norm(s["phrase"]) for t in obj["turns"] for s in t["slots"])
-    return [Rejection("diversity", f"phrase used {c} times: {p[:60]!r}") for p, c in counts.items() if c > max_uses]
-
-
-# The word rules live in `training.rules` (shared with the Talker evaluation); aliases keep old imports working.
-_STOP, _stem, _content_words = STOPWORDS, stem, content_words
-
-
-def check_fillers(obj: dict) -> list[Rejection]:
-    """Visibility and new-facts rules for `<sil>` phrases."""
-    out = []
-    prev_text = ""
-    for ti, turn in enumerate(obj["turns"]):
-        visible = prev_text + " " + turn["user"]
-        slots = turn["slots"]
-        for si, s in enumerate(slots):
-            if s["type"] == "sil":
-                upcoming = [x["chunk"] for x in slots[si:] if x["type"] == "knowledge"]
-                leaked = leaked_words(s["phrase"], visible, upcoming)
-                if leaked:
-                    out.append(Rejection("visibility", f"filler uses upcoming knowledge: {sorted(leaked)}", ti, si))
-                unseen = new_names(s["phrase"], visible)
-                if unseen:
-                    out.append(Rejection("new_facts", f"filler names {sorted(unseen)} not in the context",
-                                         ti, si))
-            visible += " " + s["phrase"]
-        prev_text = turn["user"] + " " + " ".join(s["phrase"] for s in slots)
-    return out
-
-
-class Judge(Protocol):
-    """Anything with `predict(premises, hypotheses)` returning items with a `probs` dict
-    (entailment/neutral/contradiction), e.g. `convfill.nli.judge.NLIJudge`."""
-
-    def predict(self, premises: Sequence[str], hypotheses: Sequence[str]) -> list: ...
-
-
-def check_nli(obj: dict, judge: Judge, max_contradiction: float, min_entailment: float) -> list[Rejection]:
-    pairs, where = [], []
-    for ti, turn in enumerate(obj["turns"]):
-        earlier: list[str] = []
-        for si, s in enumerate(turn["slots"]):
-            if s["type"] == "knowledge":
-                pairs.append((s["chunk"], s["phrase"]))
-                where.append((ti, si, "knowledge"))
-            else:
-                pairs.append((" ".join([turn["user"], *earlier]), s["phrase"]))
-                where.append((ti, si, "filler"))
-            earlier.append(s["phrase"])
-    if not pairs:
-        return []
-    preds = judge.predict([p for p, _ in pairs], [h for _, h in pairs])
-    out = []
-    for (ti, si, kind), pred in zip(where, preds):
-        probs = {k.lower(): float(v) for k, v in _probs(pred).items()}
-        c, e = probs.get("contradiction", 0.0), probs.get("entailment", 0.0)
-        if c > max_contradiction:
-            out.append(Rejection("nli", f"{kind} contradicts its premise (P={c:.2f})", ti, si))
-        elif kind == "knowledge" and e < min_entailment:
-            out.append(Rejection("nli", f"knowledge phrase not entailed by its chunk (P={e:.2f})", ti, si))
-    return out
-
-
-def _probs(pred: Any) -> dict:
-    return pred["probs"] if isinstance(pred, dict) else pred.probs
-
-
-def validate(obj: dict, spec: Spec, judge: Judge | None, cfg: GenConfig) -> list[Rejection]:
-    """All validators in order; later ones only run on a structurally valid conversation."""
-    bad = check_structure(obj, spec)
-    if bad:
-        return bad
-    bad = check_spoken(obj) + check_diversity(obj) + check_fillers(obj)
-    if not bad and judge is not None:
-        bad = check_nli(obj, judge, cfg.max_contradiction, cfg.min_entailment)
-    return bad
-
-
-def to_convfill(obj: dict, spec: Spec) -> dict:
-    """The shared ConvFill conversation format (plus `id` and `domain` for provenance)."""
-    conv = []
-    for turn in obj["turns"]:
-        conv.append({"user": turn["user"].strip(),
-                     "thoughts": [SIL if s["type"] == "sil" else s["chunk"].strip() for s in turn["slots"]],
-                     "response": [s["phrase"].strip() for s in turn["slots"]]})
-    return {"id": spec.id, "domain": spec.domain, "conversation": conv}
-
-
-# ------------------------------------------------------------------------------------------ the run
 @dataclass
 class Report:
     requested: int = 0
@@ -438,7 +179,7 @@ class Generator:
 
     async def one(self, spec: Spec) -> tuple[dict | None, list[Rejection]]:
         """Generate and validate one conversation (with retries and one correction per attempt)."""
-        prompt = build_prompt(spec)
+        prompt = scaffold_prompt(spec)
         last: list[Rejection] = []
         for _ in range(self.cfg.max_attempts):
             self.report.attempts += 1
@@ -459,7 +200,7 @@ class Generator:
                     continue
                 except ReasonerError as e2:
                     return None, [Rejection("reasoner", f"{e2.category}: {e2}")]
-            last = validate(obj, spec, self.judge, self.cfg)
+            last = check_generated(obj, spec, self.judge, self.cfg.max_contradiction, self.cfg.min_entailment)
             if not last:
                 return to_convfill(obj, spec), []
         return None, last

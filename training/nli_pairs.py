@@ -11,7 +11,7 @@ the workbench's own shape (premise rule: `convfill.nli.judge.premise_for`):
 * a knowledge phrase with one number changed ("1813" -> "1816", "three" -> "five") -> **contradiction**,
   so the judge does not learn that a paraphrase-shaped pair is never a contradiction.
 
-`--heldout` writes the pairs of the held-out 10% instead (`training.validate_corpus.split`, seed 0), for
+`--heldout` writes the pairs of the held-out 10% instead (`convfill.splits.split`, seed 0), for
 measuring the judge on conversations it never saw. The split hashes each conversation's turns only, not its
 `domain` tag, so it is not the Talker evaluation's split (which hashes the whole line); the shipped judge
 was trained on this one, and keeping it keeps its held-out pairs unseen.

@@ -16,6 +16,7 @@ from ..errors import run_command
 from ..parts import add_model_args, build_reasoner, build_talker
 from ..config import EngineConfig, from_arguments
 from . import browser
+from . import judge as judge_eval
 from .qa import DEFAULT_DATA, KNOWLEDGE, MODES, arun_qa, attach_chunks, load_items, sample_items
 
 
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--json", action="store_true", help="print JSON instead of the markdown table")
     h.set_defaults(func=cmd_hostile)
     browser.add_parser(sub)
+    judge_eval.add_parser(sub)
     v = sub.add_parser("voice", help="voice to voice through the app's voice socket: spoken questions, spoken "
                                      "replies, per oracle delay and filler pacing")
     v.add_argument("--n", type=int, default=30, help="spoken questions per (delay, pacing)")

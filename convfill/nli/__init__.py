@@ -4,12 +4,15 @@ every judge path (the workbench, evaluation, the data generator's gate, the corp
 The premise rule is the ConvFill paper's: a knowledge phrase is judged against its knowledge chunk followed
 by the earlier phrases of the turn; a filler (from `<sil>`) against the user utterance followed by the
 earlier phrases. Models and data files spell labels many ways; `normalize_label` is the one mapping.
+How a pair becomes token ids (truncation included) is `convfill.nli.encode.encode_pairs`, re-exported here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from .encode import MAX_LENGTH, encode_pairs  # noqa: F401 - the pair's token ids, one rule for every path
 
 LABELS = ("entailment", "neutral", "contradiction")
 

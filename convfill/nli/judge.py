@@ -25,11 +25,11 @@ from typing import Protocol
 
 from convfill.errors import ConvFillError
 from convfill.nli import LABELS, NLIPair, normalize_label, premise_for  # noqa: F401 - the pair's home, re-exported
+from convfill.nli.encode import MAX_LENGTH, encode_pairs
 
 DEFAULT_MODEL = "MoritzLaurer/DeBERTa-v3-base-mnli"  # the judge the ConvFill paper used
 MODEL_ENV = "CONVFILL_NLI_MODEL"  # overrides DEFAULT_MODEL for the app and the CLI
 DEFAULT_BATCH_SIZE = 16
-MAX_LENGTH = 512  # tokens of premise+hypothesis; longer pairs are truncated from the premise side
 
 
 class TurnJudge(Protocol):
@@ -80,13 +80,14 @@ class NLIJudge:
         model_id: the name stored with every suggestion (defaults to `model` when it is a string).
         batch_size: pairs per forward pass.
         device: torch device ("cpu" default; the app runs on CPU).
+        max_length: tokens per pair (`convfill.nli.encode`: the premise is cut, never the phrase).
 
     Raises:
         NLIError: the model cannot be loaded, or its `id2label` has no NLI label names.
     """
 
     def __init__(self, model, tokenizer=None, *, model_id: str | None = None,
-                 batch_size: int = DEFAULT_BATCH_SIZE, device: str = "cpu"):
+                 batch_size: int = DEFAULT_BATCH_SIZE, device: str = "cpu", max_length: int = MAX_LENGTH):
         if isinstance(model, (str, os.PathLike)):
             local = Path(model).expanduser()
             model_id = model_id or (str(local.resolve()) if local.exists() else str(model))
@@ -98,6 +99,7 @@ class NLIJudge:
         self.tokenizer = tokenizer
         self.device = device
         self.batch_size = max(1, int(batch_size))
+        self.max_length = int(max_length)
         id2label = dict(getattr(model.config, "id2label", {}) or {})
         try:
             self.index_labels = [normalize_label(id2label[i]) for i in range(model.config.num_labels)]
@@ -152,11 +154,7 @@ class NLIJudge:
             starts = tqdm(starts, desc=f"NLI {Path(self.model_id).name}", unit="batch")
         for s in starts:
             p, h = list(premises[s:s + self.batch_size]), list(hypotheses[s:s + self.batch_size])
-            enc = self.tokenizer(p, h, padding=True, truncation="only_first" if any(p) else True,
-                                 max_length=min(MAX_LENGTH, getattr(self.tokenizer, "model_max_length",
-                                                                    MAX_LENGTH) or MAX_LENGTH),
-                                 return_tensors="pt")
-            enc = {k: v.to(self.device) for k, v in enc.items()}
+            enc = self.encode(p, h)
             with torch.inference_mode():
                 probs = torch.softmax(self.model(**enc).logits.float(), dim=-1).cpu().tolist()
             for row in probs:
@@ -165,6 +163,12 @@ class NLIJudge:
                     d[self.index_labels[i]] += float(pr)
                 out.append(Suggestion(label=max(d, key=d.get), probs=d, model_id=self.model_id))
         return out
+
+    def encode(self, premises: Sequence[str], hypotheses: Sequence[str]) -> dict:
+        """One padded batch of model inputs, by the shared rule (`convfill.nli.encode.encode_pairs`)."""
+        enc = self.tokenizer.pad(encode_pairs(self.tokenizer, premises, hypotheses, max_length=self.max_length),
+                                 return_tensors="pt")
+        return {k: v.to(self.device) for k, v in enc.items()}
 
     def judge(self, pairs: Sequence[NLIPair], *, progress: bool = False) -> list[Suggestion]:
         """`predict` over `premise_for` pairs."""

@@ -156,22 +156,3 @@ def build_offline_judge(path: str | os.PathLike | None = None):
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
     return model, tokenizer
 
-
-def predict(model, tokenizer, premises: list[str], hypotheses: list[str], batch_size: int = 32,
-            max_length: int = 128) -> list[dict]:
-    """Classify pairs: one ``{"label": name, "probs": {name: p}}`` per pair, names from ``id2label``."""
-    import torch
-
-    if len(premises) != len(hypotheses):
-        raise ValueError(f"{len(premises)} premises but {len(hypotheses)} hypotheses")
-    id2label = {int(k): v for k, v in model.config.id2label.items()}
-    out: list[dict] = []
-    with torch.inference_mode():
-        for i in range(0, len(premises), batch_size):
-            enc = tokenizer(list(premises[i:i + batch_size]), list(hypotheses[i:i + batch_size]),
-                            truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-            probs = model(**enc).logits.float().softmax(-1)
-            for row in probs.tolist():
-                best = max(range(len(row)), key=row.__getitem__)
-                out.append({"label": id2label[best], "probs": {id2label[j]: p for j, p in enumerate(row)}})
-    return out
