@@ -11,6 +11,7 @@ on the event sequence it emits:
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
@@ -106,6 +107,35 @@ class ScriptedReasoner(Reasoner):
 async def run_turn(engine, text: str) -> list[Event]:
     """Run one turn to completion and return all its events."""
     return [ev async for ev in engine.turn(text)]
+
+
+def turn_in_background(engine, text: str) -> tuple[asyncio.Task, list[Event]]:
+    """Start one turn as a task; its events fill the returned list as they are emitted (for barge-in tests)."""
+    events: list[Event] = []
+
+    async def consume() -> None:
+        async for ev in engine.turn(text):
+            events.append(ev)
+
+    return asyncio.create_task(consume()), events
+
+
+def in_threads(worker: Callable[[int], None], n: int) -> list[Exception]:
+    """Run `worker(i)` on `n` threads at once and return what they raised (concurrency tests assert it is [])."""
+    errors: list[Exception] = []
+
+    def run(i: int) -> None:
+        try:
+            worker(i)
+        except Exception as e:  # reported to the caller
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
 
 
 def of_type(events: Sequence[Event], cls: type) -> list:

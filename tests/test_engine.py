@@ -12,7 +12,7 @@ from convfill.errors import InputError, ReasonerError
 from convfill.events import (ChunkArrived, ErrorEvent, FirstToken, PhraseEnded, PhraseStarted, ReasonerEnded,
                              SilInjected, TurnEnded, TurnStarted)
 from convfill.metrics import turn_metrics
-from convfill.testing import ScriptedReasoner, ScriptedTalker, of_type, run_turn
+from convfill.testing import ScriptedReasoner, ScriptedTalker, of_type, run_turn, turn_in_background
 
 
 def make(chunks=("Jane Austen wrote it.",), delays=2.5, clock=None, error=None, hang=False, **cfg):
@@ -124,13 +124,7 @@ async def test_turn_timeout():
 async def test_barge_in_cancels_turn_and_reasoner_immediately():
     clock = FakeClock()
     engine, _, reasoner = make(chunks=("late fact.",), delays=30.0, clock=clock)
-    first: list = []
-
-    async def consume():
-        async for ev in engine.turn("first question"):
-            first.append(ev)
-
-    task = asyncio.create_task(consume())
+    task, first = turn_in_background(engine, "first question")
     while not of_type(first, PhraseEnded):
         await asyncio.sleep(0)
     cancel_at = clock.now_ms()
@@ -150,13 +144,7 @@ async def test_barge_in_wall_clock_within_100ms():
     talker = ScriptedTalker(clock=clock, first_token_s=0.01, per_token_s=0.2)
     reasoner = ScriptedReasoner(["x."], 10.0, clock=clock)
     engine = Engine(talker, reasoner, clock=clock)
-    events = []
-
-    async def consume():
-        async for ev in engine.turn("hello"):
-            events.append(ev)
-
-    task = asyncio.create_task(consume())
+    task, events = turn_in_background(engine, "hello")
     while not of_type(events, FirstToken):
         await asyncio.sleep(0.005)
     t0 = time.perf_counter()

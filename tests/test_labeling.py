@@ -13,7 +13,7 @@ from convfill.clock import FakeClock
 from convfill.config import EngineConfig
 from convfill.engine import Engine
 from convfill.errors import InputError
-from convfill.testing import ScriptedReasoner, ScriptedTalker, run_turn
+from convfill.testing import ScriptedReasoner, ScriptedTalker, in_threads, run_turn
 from convfill import conversations
 from labeling.agreement import cohen_kappa, pairwise
 from labeling.cli import main
@@ -226,23 +226,17 @@ def test_eight_threads_writing_labels_lose_nothing(tmp_path):
     # (tested elsewhere), not what this test is about, so the wait is generous here.
     store = LabelStore(path, busy_timeout_ms=120_000)
     labels = ["entailment", "neutral", "contradiction"]
-    errors, barrier = [], threading.Barrier(8)
+    barrier = threading.Barrier(8)
     rounds = 6
 
     def worker(w):
-        try:
-            barrier.wait()
-            for r in range(rounds):
-                for i, pid in enumerate(pids):
-                    store.set_label(pid, f"annotator{w}", labels[(w + i + r) % 3])  # changes every round
-                    store.set_label(pid, "shared", labels[(w + r) % 3])  # everybody on the same rows
-        except Exception as e:  # pragma: no cover - reported by the assertion below
-            errors.append(e)
+        barrier.wait()
+        for r in range(rounds):
+            for i, pid in enumerate(pids):
+                store.set_label(pid, f"annotator{w}", labels[(w + i + r) % 3])  # changes every round
+                store.set_label(pid, "shared", labels[(w + r) % 3])  # everybody on the same rows
 
-    threads = [threading.Thread(target=worker, args=(w,)) for w in range(8)]
-    [t.start() for t in threads]
-    [t.join() for t in threads]
-    assert errors == []
+    assert in_threads(worker, 8) == []
     check = LabelStore(path)
     assert check.db["labels"].count == 8 * len(pids) + len(pids)
     for w in range(8):

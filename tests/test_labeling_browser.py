@@ -7,18 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
+from test_labeling import CONV_A
 from tiny_nli import build_tiny_nli
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
-CONV = {"conversation": [
-    {"user": "Who wrote Pride and Prejudice?",
-     "thoughts": ["<sil>", "Jane Austen wrote Pride and Prejudice.", "It was published in 1813."],
-     "response": ["Let me think about that.", "Jane Austen wrote it.", "It came out in 1813."]},
-    {"user": "Why is the sky blue?", "thoughts": ["<sil>", "Light scatters."],
-     "response": ["Good question.", "Because light scatters."]}]}
-
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian chromium: apt-get install chromium")]
 
@@ -92,7 +86,7 @@ def test_keyboard_labeling_lands_in_the_database(tmp_path, browser, monkeypatch)
     model = build_tiny_nli(tmp_path / "tiny", bias_to="neutral")
     monkeypatch.setenv("CONVFILL_NLI_MODEL", str(model))  # what the tab's default loader reads
     store = LabelStore(tmp_path / "lab.db")
-    (tmp_path / "c.jsonl").write_text(json.dumps(CONV) + "\n")
+    (tmp_path / "c.jsonl").write_text(json.dumps(CONV_A) + "\n")
     store.import_convfill(tmp_path / "c.jsonl")
     first_two = store.queue(model_label=None, limit=2)
     store.set_label(first_two[0], "bob", "entailment")  # a second annotator, for the agreement panel
@@ -161,7 +155,7 @@ def test_tab_without_nli_model_says_so_and_still_labels(tmp_path, browser):
     from labeling.store import LabelStore
 
     store = LabelStore(tmp_path / "lab.db")
-    (tmp_path / "c.jsonl").write_text(json.dumps(CONV) + "\n")
+    (tmp_path / "c.jsonl").write_text(json.dumps(CONV_A) + "\n")
     store.import_convfill(tmp_path / "c.jsonl")
     demo, url = _launch(store, judge_loader=lambda: load_judge("some-org/not-in-cache-nli", fallback=False))
     try:

@@ -1,7 +1,6 @@
 """The shared SQLite store with a real database file: schema, turn recording, threads, secrets, locks."""
 
 import sqlite3
-import threading
 
 import pytest
 import sqlite_utils
@@ -9,7 +8,7 @@ import sqlite_utils
 from convfill.clock import FakeClock
 from convfill.config import EngineConfig
 from convfill.engine import Engine
-from convfill.testing import ScriptedReasoner, ScriptedTalker, run_turn
+from convfill.testing import ScriptedReasoner, ScriptedTalker, in_threads, run_turn
 from convfill.turnlog.schema import migrate
 from convfill.turnlog.recorder import TurnRecorder
 from labeling.store import LabelStore, StoreError
@@ -68,19 +67,12 @@ async def test_api_keys_never_reach_the_database(tmp_path):
 
 def test_concurrent_writers_from_threads_lose_nothing(tmp_path):
     store = LabelStore(tmp_path / "s.db")
-    errors = []
 
     def worker(i):
-        try:
-            for _ in range(10):
-                store.new_conversation(meta={"worker": i})
-        except Exception as e:  # pragma: no cover - the assertion below reports it
-            errors.append(e)
+        for _ in range(10):
+            store.new_conversation(meta={"worker": i})
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    [t.start() for t in threads]
-    [t.join() for t in threads]
-    assert errors == []
+    assert in_threads(worker, 8) == []
     assert store.db["conversations"].count == 80
 
 

@@ -48,6 +48,12 @@ def _nice_step(span_ms: float) -> float:
     return next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
 
 
+def _end_mark(cls: str, attrs: str, title: str, xv: float, y1: float, y2: float, stroke: str, extra: str = "") -> str:
+    """A vertical line where something ended (the Reasoner, the turn), with its hover text."""
+    return (f'<g class="{cls}"{attrs}><title>{_esc(title)}</title><line x1="{xv}" y1="{y1}" x2="{xv}" y2="{y2}" '
+            f'{stroke}/>{extra}</g>')
+
+
 BADGES = {"entailment": ("E", "#059669"), "neutral": ("N", "#6b7280"), "contradiction": ("C", "#dc2626")}
 
 
@@ -128,11 +134,9 @@ def render_timeline(events: Iterable[Event] | TurnFold, now_ms: float | None = N
                    f'<path d="M{xe - 6} {y - 6} L{xe + 6} {y + 6} M{xe - 6} {y + 6} L{xe + 6} {y - 6}" '
                    f'stroke="{ERROR_COLOUR}" stroke-width="3"/></g>')
     if reasoner_end is not None:
-        xr = x(reasoner_end.t_ms)
-        out.append(f'<g class="cf-reasoner-end"><title>Reasoner {reasoner_end.status} at '
-                   f'{_ms(reasoner_end.t_ms)} ({reasoner_end.n_chunks} chunks)</title>'
-                   f'<line x1="{xr}" y1="{REASONER_Y - 9}" x2="{xr}" y2="{REASONER_Y + 9}" stroke="#374151" '
-                   f'stroke-width="2"/></g>')
+        out.append(_end_mark("cf-reasoner-end", "", f"Reasoner {reasoner_end.status} at {_ms(reasoner_end.t_ms)} "
+                             f"({reasoner_end.n_chunks} chunks)", x(reasoner_end.t_ms), REASONER_Y - 9,
+                             REASONER_Y + 9, 'stroke="#374151" stroke-width="2"'))
 
     # Talker lane: a bar per phrase (start -> end, or -> now while it runs), a tick at its first token.
     for p in sorted(phrases.values(), key=lambda p: p.index):
@@ -181,9 +185,9 @@ def render_timeline(events: Iterable[Event] | TurnFold, now_ms: float | None = N
 
     if turn_end is not None:
         xe = x(turn_end.t_ms)
-        out.append(f'<g class="cf-turn-end" data-reason="{_esc(turn_end.reason)}"><title>turn {turn_end.reason} at '
-                   f'{_ms(turn_end.t_ms)}</title><line x1="{xe}" y1="22" x2="{xe}" y2="{axis_y}" stroke="#111827" '
-                   f'stroke-dasharray="5 3"/><text x="{xe - 3}" y="30" text-anchor="end" fill="#111827">'
-                   f'{_esc(turn_end.reason)}</text></g>')
+        out.append(_end_mark("cf-turn-end", f' data-reason="{_esc(turn_end.reason)}"',
+                             f"turn {turn_end.reason} at {_ms(turn_end.t_ms)}", xe, 22, axis_y,
+                             'stroke="#111827" stroke-dasharray="5 3"',
+                             f'<text x="{xe - 3}" y="30" text-anchor="end" fill="#111827">{_esc(turn_end.reason)}</text>'))
     out.append("</svg>")
     return '<div class="cf-timeline-wrap">' + "".join(out) + "</div>"
