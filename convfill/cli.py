@@ -1,4 +1,7 @@
-"""Command line: `python -m convfill turn|chat|bench|reasoners`. Thin: parsing and printing only.
+"""Command line: `python -m convfill turn|chat|bench|doctor|reasoners`. Thin: parsing and printing only.
+
+`bench` is the evaluation package's (`convfill.eval.bench`, also `python -m convfill.eval bench`), kept
+here under its old name.
 
 Errors of the `ConvFillError` family print one line and exit 1 (set CONVFILL_DEBUG=1 for the traceback).
 """
@@ -13,6 +16,7 @@ import sys
 from .config import EngineConfig, from_arguments
 from .errors import ConvFillError, run_command
 from .events import ChunkArrived, ErrorEvent, Event, PhraseDelta, PhraseEnded, TurnEnded
+from .eval import bench
 from .metrics import turn_metrics
 from .parts import add_model_args, build_reasoner, build_talker
 
@@ -96,14 +100,9 @@ def cmd_chat(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from .bench import run_bench
-
-    result = run_bench(build_talker(args), rounds=args.rounds, mode=args.mode)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for k, v in result.items():
-            print(f"{k}: {v}")
+    """`convfill.eval.bench`'s command, printed as this CLI prints: JSON, or its "key: value" lines."""
+    result = bench.bench(args)
+    print(result["_text"] if "_text" in result else json.dumps(result))
 
 
 def cmd_reasoners(args) -> None:
@@ -139,15 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="one JSON object per event")
     add_model_args(c)
     c.set_defaults(func=cmd_chat)
-    b = sub.add_parser("bench", help="Talker TTFT and decode speed on realistic first phrases")
-    b.add_argument("--json", action="store_true", help="print one JSON object")
-    b.add_argument("--rounds", type=int, default=2, help="passes over the utterance set")
-    b.add_argument("--mode", choices=["cold", "typed", "reference"], default="cold",
-                   help="cold: the cache holds only the template; typed: the prompt was prefilled while the "
-                        "user typed; reference: interleaved with the authors' loop (transformers bf16 "
-                        "generate + TextIteratorStreamer, full re-prefill) on the same weights")
-    add_model_args(b)
-    b.set_defaults(func=cmd_bench)
+    bench.add_parser(sub).set_defaults(func=cmd_bench)  # the evaluation's bench, under this CLI too
     d = sub.add_parser("doctor", help="what this machine can do: one row per part, OK / WARN / FAIL with the fix")
     d.add_argument("--json", action="store_true", help="print a JSON list of rows")
     d.set_defaults(func=cmd_doctor)

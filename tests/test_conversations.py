@@ -8,7 +8,7 @@ from convfill import conversations
 from convfill.errors import InputError
 from labeling.store import LabelStore
 from training import data as D
-from training import talker_eval
+from convfill.eval import talker_scores as talker_eval
 
 GOOD = json.dumps({"conversation": [{"user": "a", "thoughts": ["<sil>", "Paris."], "response": ["Hm.", "Paris."]}]})
 

@@ -436,30 +436,36 @@ def test_cli_missing_key_is_one_line_naming_the_variable():
 
 
 async def test_reasoner_alone_baseline_times_the_first_token(server):
-    from convfill.reasoners.alone import answer_alone, build_direct_reasoner
+    from convfill.eval.direct import direct_turns
+    from convfill.metrics import turn_metrics
+    from convfill.reasoners import ReasonerSpec, build_reasoner
 
     server.script(Reply(first_byte_s=0.25, gap_s=0.05))
-    r = build_direct_reasoner(server.provider, base_url=server.url, api_key=KEYS[server.provider],
-                              max_retries=0)
-    try:
-        ans = await answer_alone(r, QUESTION)
-    finally:
-        await r.aclose()
+    r = build_reasoner(ReasonerSpec(server.provider, base_url=server.url, api_key=KEYS[server.provider],
+                                    direct=True))
+    (events,) = await direct_turns(r, QUESTION)
+    m = turn_metrics(events)
     assert sent(server)[0] == DIRECT_SYSTEM_PROMPT
-    assert ans.text == "".join(DEFAULT_TEXTS).strip()
-    assert 250 <= ans.ttft_ms < ans.total_ms  # the scripted first-byte delay, then the rest of the stream
+    assert of_type(events, TurnEnded)[0].reply == "".join(DEFAULT_TEXTS).strip()
+    assert 250 <= m.talker_ttft_ms < m.total_ms  # the scripted first-byte delay, then the rest of the stream
 
 
 def test_reasoner_alone_cli(capsys):
-    from convfill.reasoners.alone import main
+    from convfill.eval.cli import main
 
     with ProviderServer("openai") as srv:
-        assert main([QUESTION, "--reasoner", "openai", "--base-url", srv.url, "--model", "m", "--rounds", "2",
-                     "--json"]) == 0
+        assert main(["alone", QUESTION, "--reasoner", "openai", "--base-url", srv.url, "--model", "m",
+                     "--rounds", "2", "--json"]) == 0
+        assert sent(srv)[0] == DIRECT_SYSTEM_PROMPT
     out = json.loads(capsys.readouterr().out)
     assert out["ttft_ms"]["n"] == 2 and len(out["answers"]) == 2
     assert out["answers"][0]["text"].startswith("Jane Austen")
     assert len(srv.requests) == 2
+    with ProviderServer("openai") as srv:
+        srv.script(Reply(status=401, error_message="Incorrect API key provided"))  # not retried
+        assert main(["alone", QUESTION, "--reasoner", "openai", "--base-url", srv.url, "--model", "m"]) == 1
+    err = capsys.readouterr().err
+    assert "rejected the API key" in err and len(err.strip().splitlines()) == 1  # a failed answer is no timing
 
 
 async def test_long_error_text_is_scrubbed_before_it_is_cut():

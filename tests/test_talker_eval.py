@@ -10,8 +10,9 @@ from convfill.errors import ConfigError
 from convfill.prompt import PhraseContext
 from convfill.testing import ScriptedTalker
 from training.rules import numbers
-from training.talker_eval import (TalkerSpec, key_facts, main, markdown_table, report, run_turns, score_filler,
-                                  score_knowledge, split_conversations, turn_slots)
+from convfill.eval.talker import build_talker, main, markdown_table, report, run_turns
+from convfill.eval.talker_scores import key_facts, score_filler, score_knowledge, split_conversations, turn_slots
+from convfill.talkers import TalkerSpec
 
 CORPUS = [
     {"domain": "travel", "conversation": [
@@ -200,10 +201,10 @@ def test_cli_bad_input_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(ConfigError, match="bad Talker config"):
         TalkerSpec.parse("temperature=1")
     spec = TalkerSpec.parse("talker=llamacpp,lora=t.gguf,style=convfill", seed=3, threads=1)
-    assert (spec.talker, spec.lora, spec.style, spec.model, spec.seed, spec.threads) == \
+    assert (spec.runtime, spec.lora, spec.style, spec.model, spec.seed, spec.threads) == \
         ("llamacpp", "t.gguf", "convfill", None, 3, 1)
     with pytest.raises(ConfigError, match="needs the llamacpp runtime"):
-        TalkerSpec.parse("talker=transformers,lora=" + str(good)).build([])
+        build_talker(TalkerSpec.parse("talker=transformers,lora=" + str(good)), [])
 
 
 def test_compare_prints_a_table_with_one_column_per_config(tmp_path, capsys):
@@ -235,7 +236,7 @@ def test_real_gguf_prompted_base_on_three_turns():
 
 
 def test_loaded_conversations_keep_every_key_so_the_split_does_not_move(tmp_path):
-    from training.talker_eval import load_conversations
+    from convfill.eval.talker_scores import load_conversations
     from convfill.splits import split
 
     lines = [{"conversation": [{"user": f"q{i}", "thoughts": ["<sil>"], "response": ["Hm."]}], "domain": "d"}

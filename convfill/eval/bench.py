@@ -1,6 +1,7 @@
 """Talker speed benchmark: time to first token of realistic first phrases, and decode speed.
 
-A script, not a timed test (timings depend on the machine): `python -m convfill bench --json [--mode M]`.
+A script, not a timed test (timings depend on the machine): `python -m convfill bench --json [--mode M]`,
+the same command as `python -m convfill.eval bench` (one parser, `add_parser`, serves both CLIs).
 Each utterance is measured as the first phrase of a fresh turn (`<sil>` knowledge, no earlier phrases),
 after one warm-up, the way the engine issues it: cold, after typing (prefill while typing), or side by side
 with the reference implementation's loop. Results go in docs/benchmarks.md.
@@ -8,13 +9,15 @@ with the reference implementation's loop. Results go in docs/benchmarks.md.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import platform
 import time
 
-from .metrics import percentile
-from .prompt import PhraseContext
+from ..metrics import percentile
+from ..parts import add_model_args, build_talker
+from ..prompt import PhraseContext
 
 # Realistic spoken requests of 5-40 words (the range the Done-when criterion names).
 UTTERANCES = [
@@ -114,7 +117,7 @@ def run_bench(talker, rounds: int = 1, max_tokens: int = 48, mode: str = "cold")
         raise ValueError(f"bench mode {mode!r}: use one of {', '.join(MODES)}")
     reference = None
     if mode == "reference":
-        from .talkers.reference import ReferenceLoop
+        from ..talkers.reference import ReferenceLoop
 
         # loaded on the Talker's model thread too: any torch work on another thread leaves an OpenMP team
         # there (see ReferenceLoop.measure)
@@ -148,3 +151,23 @@ def run_bench(talker, rounds: int = 1, max_tokens: int = 48, mode: str = "cold")
         if ref["talker_ttft_ms_p50"] and out["talker_ttft_ms_p50"]:
             out["ttft_p50_ratio_reference_over_ours"] = round(ref["talker_ttft_ms_p50"] / out["talker_ttft_ms_p50"], 2)
     return out
+
+
+def bench(args) -> dict:
+    """The `bench` command: `run_bench` on the Talker flags' Talker; without --json, "key: value" lines."""
+    result = run_bench(build_talker(args), rounds=args.rounds, mode=args.mode)
+    return result if args.json else {**result, "_text": "\n".join(f"{k}: {v}" for k, v in result.items())}
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """The `bench` subcommand, for `python -m convfill` and `python -m convfill.eval` alike."""
+    b = sub.add_parser("bench", help="Talker TTFT and decode speed on realistic first phrases")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument("--rounds", type=int, default=2, help="passes over the utterance set")
+    b.add_argument("--mode", choices=list(MODES), default="cold",
+                   help="cold: the cache holds only the template; typed: the prompt was prefilled while the "
+                        "user typed; reference: interleaved with the authors' loop (transformers bf16 "
+                        "generate + TextIteratorStreamer, full re-prefill) on the same weights")
+    add_model_args(b)
+    b.set_defaults(func=bench)
+    return b

@@ -1,4 +1,5 @@
-"""Command line: `python -m convfill.eval qa|ttft|entail`. Thin: parse, build parts, run, print.
+"""Command line: `python -m convfill.eval qa|ttft|entail|talker|bench|alone|...`. Thin: parse, build parts,
+run, print. `talker` keeps its own sub-commands (split, compare, rescore: `convfill.eval.talker.main`).
 
 Talker, Reasoner and engine flags are the ones `python -m convfill turn` has (`convfill.cli`), never
 retyped. Progress bars go to stderr; `--json` prints exactly one JSON object on stdout; without it the
@@ -10,12 +11,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from pathlib import Path
 
 from ..errors import run_command
 from ..parts import add_model_args, build_reasoner, build_talker
 from ..config import EngineConfig, from_arguments
-from . import browser
+from . import bench, browser, direct, talker
 from . import judge as judge_eval
 from .qa import DEFAULT_DATA, KNOWLEDGE, MODES, arun_qa, attach_chunks, load_items, sample_items
 
@@ -153,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--json", action="store_true", help="print JSON instead of the markdown table")
     h.set_defaults(func=cmd_hostile)
     browser.add_parser(sub)
+    bench.add_parser(sub)
+    direct.add_parser(sub)
+    sub.add_parser("talker", add_help=False,  # parsed by convfill.eval.talker.main: see `talker --help`
+                   help="Talker quality on held-out ConvFill turns, teacher-forced: evaluate, split, compare, "
+                        "rescore")
     judge_eval.add_parser(sub)
     v = sub.add_parser("voice", help="voice to voice through the app's voice socket: spoken questions, spoken "
                                      "replies, per oracle delay and filler pacing")
@@ -207,6 +214,9 @@ def cmd_load(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["talker"]:
+        return talker.main(argv[1:])
     args = build_parser().parse_args(argv)
 
     def run(a):

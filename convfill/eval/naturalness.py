@@ -22,7 +22,7 @@ retention. Definitions (also in docs/benchmarks.md, "Fillers"):
   template rule, echo included). `distinct2_across`: all fillers of the run pooled (across turns and
   conversations); `distinct2_within`: per conversation, its fillers pooled, mean over conversations;
   `distinct2_templates`: the same as `distinct2_across` on the templates (echo removed).
-* **filler states facts** (the rule the training data is filtered with, `training.talker_eval.score_filler`):
+* **filler states facts** (the rule the training data is filtered with, `convfill.eval.talker_scores.score_filler`):
   a filler with a name (capitalised, not sentence-initial) or a number (digits or number words) found in
   none of: this user turn, the previous turn (user and reply), this turn's earlier phrases; or with at
   least 2 content words that only this turn's knowledge chunks hold (a guessed answer). Goal <= 0.01.
@@ -49,6 +49,7 @@ from ..talkers.fillers import (
     template_head,
     words,
 )
+from .talker_scores import score_filler
 
 PRONOUNS = frozenset(["he", "she", "him", "his", "her", "hers", "they", "them", "their", "theirs"])
 _CAP_TOKEN = re.compile(r"[^\W\d_][\w'\u2019.-]*|[.!?]+|\S")
@@ -154,9 +155,7 @@ def drops_name(phrase: str, chunks: Sequence[str], heard: str) -> list[str]:
 
 def filler_facts(filler: str, user: str, earlier: Sequence[str], prev_user: str | None, prev_reply: str | None,
                  chunks: Sequence[str]) -> dict:
-    """`training.talker_eval.score_filler` on an engine filler (the turn's chunks are the unseen knowledge)."""
-    from training.talker_eval import score_filler
-
+    """`talker_scores.score_filler` on an engine filler (the turn's chunks are the unseen knowledge)."""
     from ..prompt import PhraseContext
 
     ctx = PhraseContext(user, None, tuple(earlier), prev_user, prev_reply)
