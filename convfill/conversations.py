@@ -5,7 +5,7 @@ with `len(thoughts) == len(response)`; `thoughts[i]` is a knowledge chunk or the
 `response[i]` the Talker phrase produced from it.
 
 Why one place: the labeling workbench imports and exports this format, `training/` learns from it and
-`training.talker_eval` replays it. With one checker a file one of them writes is exactly what the others
+`convfill.eval.talker` replays it. With one checker a file one of them writes is exactly what the others
 read, and every tool rejects the same bad line with the same message. Callers pass their own error class
 so their CLI edge reports it.
 """

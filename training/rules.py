@@ -1,5 +1,5 @@
 """Word-level rules shared by the data validator (`training.generate`) and the Talker evaluation
-(`training.talker_eval`): what counts as a content word, a name, a number, and when a filler says more than
+(`convfill.eval.talker_scores`): what counts as a content word, a name, a number, and when a filler says more than
 the Talker could know.
 
 One module so that "a filler that invents facts" means the same thing when we reject training data and when
