@@ -18,7 +18,7 @@ from .errors import ConvFillError, run_command
 from .events import ChunkArrived, ErrorEvent, Event, PhraseDelta, PhraseEnded, TurnEnded
 from .eval import bench
 from .metrics import turn_metrics
-from .parts import add_model_args, build_reasoner, build_talker
+from .parts import add_model_args, reasoner_from_args, talker_from_args
 
 
 def _print_event(ev: Event, as_json: bool, deltas: bool) -> None:
@@ -58,8 +58,8 @@ async def _run_turns(engine, texts, as_json: bool, deltas: bool) -> None:
 def cmd_turn(args) -> None:
     from .engine import Engine
 
-    reasoner = build_reasoner(args)  # first: a missing key fails before the Talker model loads
-    engine = Engine(build_talker(args), reasoner, from_arguments(EngineConfig, args))
+    reasoner = reasoner_from_args(args)  # first: a missing key fails before the Talker model loads
+    engine = Engine(talker_from_args(args), reasoner, from_arguments(EngineConfig, args))
 
     async def main():
         try:
@@ -73,8 +73,8 @@ def cmd_turn(args) -> None:
 def cmd_chat(args) -> None:
     from .engine import Engine
 
-    reasoner = build_reasoner(args)  # first: a missing key fails before the Talker model loads
-    engine = Engine(build_talker(args), reasoner, from_arguments(EngineConfig, args))
+    reasoner = reasoner_from_args(args)  # first: a missing key fails before the Talker model loads
+    engine = Engine(talker_from_args(args), reasoner, from_arguments(EngineConfig, args))
     print("ConvFill chat. Empty line or Ctrl-D to quit.", file=sys.stderr)
 
     async def loop():

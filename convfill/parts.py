@@ -41,7 +41,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     add_arguments(p.add_argument_group("Engine"), EngineConfig)
 
 
-def build_talker(args):
+def talker_from_args(args):
     """The Talker of the Talker flags (`TalkerSpec.from_args`)."""
     from .talkers import TalkerSpec
 
@@ -58,7 +58,8 @@ def reasoner_spec(args, direct: bool = False):
                         delay_s=args.reasoner_delay, gap_s=args.reasoner_gap, direct=direct)
 
 
-def build_reasoner(args):
+def reasoner_from_args(args, direct: bool = False):
+    """The Reasoner of the Reasoner flags; `direct`: it answers the user itself (the Reasoner-alone baseline)."""
     from .reasoners import build_reasoner as build
 
-    return build(reasoner_spec(args))
+    return build(reasoner_spec(args, direct))

@@ -86,7 +86,7 @@ def time_ops(store: LabelStore, exports: bool = True) -> dict:
     return out
 
 
-def run_bench(phrases: int = 50_000, seed: int = 0) -> dict:
+def run_label_bench(phrases: int = 50_000, seed: int = 0) -> dict:
     """Build a synthetic store with about `phrases` phrases and time the labeling operations."""
     with tempfile.TemporaryDirectory() as d:
         store, out = build_synthetic(Path(d), phrases, seed)

@@ -108,9 +108,9 @@ def cmd_stats(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from .bench import run_bench
+    from .bench import run_label_bench
 
-    res = run_bench(args.phrases)
+    res = run_label_bench(args.phrases)
     print(json.dumps(res) if args.json else "\n".join(f"{k}: {v}" for k, v in res.items()))
 
 

@@ -31,7 +31,7 @@ def _readers(tmp_path):
     return [
         ("labeling import", lambda f: LabelStore(tmp_path / "s.db").import_convfill(f), InputError),
         ("training data", D.load_jsonl, D.DataError),
-        ("talker eval", lambda f: talker_eval.load_conversations([f]), talker_eval.EvalDataError),
+        ("talker eval", lambda f: talker_eval.load_eval_conversations([f]), talker_eval.EvalDataError),
     ]
 
 
@@ -53,7 +53,7 @@ def test_good_file_reads_the_same_everywhere(tmp_path):
     f.write_text(GOOD + "\n" + GOOD.replace('"a"', '"b"') + "\n")
     assert [n for n, _ in conversations.read(f)] == [1, 2]
     assert [c.turns[0].user for c in D.load_jsonl(f)] == ["a", "b"]
-    assert [c["conversation"][0]["user"] for c in talker_eval.load_conversations([f])] == ["a", "b"]
+    assert [c["conversation"][0]["user"] for c in talker_eval.load_eval_conversations([f])] == ["a", "b"]
     r = LabelStore(tmp_path / "s.db").import_convfill(f)
     assert (r.conversations, r.turns, r.phrases) == (2, 2, 4)
 

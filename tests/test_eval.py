@@ -12,7 +12,7 @@ from convfill.errors import ConfigError, ConvFillError, ReasonerError
 from convfill.events import ChunkArrived, ErrorEvent, TurnEnded
 from convfill.eval import cli
 from convfill.eval.direct import reasoner_turn
-from convfill.eval.entail import (LABELS, _as_judge, build_judge, entail_table, normalize_label, phrase_pairs,
+from convfill.eval.entail import (LABELS, _as_judge, entail_judge, entail_table, normalize_label, phrase_pairs,
                                   run_entail)
 from convfill.eval.normalize import answer_variants, match_answers, normalize_answer, spelled_numbers
 from convfill.eval.qa import arun_qa, load_items, oracle_knowledge, sample_items
@@ -251,7 +251,7 @@ def test_entail_table_counts_and_labels():
 def test_a_named_judge_that_cannot_load_is_an_error_not_a_silent_fallback(tmp_path):
     # The workbench falls back to the offline judge; a table that names its judge must not.
     with pytest.raises(ConfigError, match="No NLI judge.*nope"):
-        build_judge(str(tmp_path / "nope"))
+        entail_judge(str(tmp_path / "nope"))
 
 
 # -------------------------------------------------------------------------------------------- CLI

@@ -76,8 +76,8 @@ async def test_prefill_obeys_the_public_limits():
 
 
 def test_public_mode_keeps_cloud_reasoners_on_their_default_model():
-    from convfill.ui.session import ModelPool, TurnSettings, build_reasoner
+    from convfill.ui.session import ModelPool, TurnSettings, turn_reasoner
 
     with pytest.raises(PolicyError, match="Reasoner model"):
-        build_reasoner(TurnSettings(reasoner="anthropic", reasoner_model="claude-opus-4-1"), ModelPool(),
+        turn_reasoner(TurnSettings(reasoner="anthropic", reasoner_model="claude-opus-4-1"), ModelPool(),
                        Policy(public=True))

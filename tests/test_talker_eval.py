@@ -10,8 +10,8 @@ from convfill.errors import ConfigError
 from convfill.prompt import PhraseContext
 from convfill.testing import ScriptedTalker
 from training.rules import numbers
-from convfill.eval.talker import build_talker, main, markdown_table, report, run_turns
-from convfill.eval.talker_scores import key_facts, score_filler, score_knowledge, split_conversations, turn_slots
+from convfill.eval.talker import talker_under_test, main, compare_table, report, run_turns
+from convfill.eval.talker_scores import key_facts, score_filler, score_knowledge, heldout_split, turn_slots
 from convfill.talkers import TalkerSpec
 
 CORPUS = [
@@ -128,11 +128,11 @@ def test_end_to_end_only_fillers_retains_nothing_and_inventive_fillers_are_caugh
 def test_split_is_deterministic_by_conversation_and_file_order_independent():
     convs = [{"conversation": [{"user": f"question {i}", "thoughts": ["<sil>"], "response": ["ok"]}]}
              for i in range(40)]
-    train, held = split_conversations(convs, 0.1, seed=0)
+    train, held = heldout_split(convs, 0.1, seed=0)
     assert len(held) == 4 and len(train) == 36 and not any(c in train for c in held)
-    assert split_conversations(convs[::-1], 0.1, seed=0)[1] == held[::-1]
-    assert split_conversations(convs, 0.1, seed=1)[1] != held
-    assert split_conversations(convs[:2], 0.1, seed=0)[1] != []  # at least one held out
+    assert heldout_split(convs[::-1], 0.1, seed=0)[1] == held[::-1]
+    assert heldout_split(convs, 0.1, seed=1)[1] != held
+    assert heldout_split(convs[:2], 0.1, seed=0)[1] != []  # at least one held out
 
 
 def _conv(i):
@@ -204,7 +204,7 @@ def test_cli_bad_input_is_a_clear_error(tmp_path, capsys):
     assert (spec.runtime, spec.lora, spec.style, spec.model, spec.seed, spec.threads) == \
         ("llamacpp", "t.gguf", "convfill", None, 3, 1)
     with pytest.raises(ConfigError, match="needs the llamacpp runtime"):
-        build_talker(TalkerSpec.parse("talker=transformers,lora=" + str(good)), [])
+        talker_under_test(TalkerSpec.parse("talker=transformers,lora=" + str(good)), [])
 
 
 def test_compare_prints_a_table_with_one_column_per_config(tmp_path, capsys):
@@ -215,7 +215,7 @@ def test_compare_prints_a_table_with_one_column_per_config(tmp_path, capsys):
     header = table.splitlines()[0]
     assert header.startswith("| metric | ref | again |")
     assert "| knowledge retention" in table and "| TTFT p50 (ms)" in table
-    assert markdown_table({}).startswith("| metric |")
+    assert compare_table({}).startswith("| metric |")
 
 
 # ------------------------------------------------------------------------------------------ real model
@@ -236,13 +236,13 @@ def test_real_gguf_prompted_base_on_three_turns():
 
 
 def test_loaded_conversations_keep_every_key_so_the_split_does_not_move(tmp_path):
-    from convfill.eval.talker_scores import load_conversations
+    from convfill.eval.talker_scores import load_eval_conversations
     from convfill.splits import split
 
     lines = [{"conversation": [{"user": f"q{i}", "thoughts": ["<sil>"], "response": ["Hm."]}], "domain": "d"}
              for i in range(30)]
     f = tmp_path / "c.jsonl"
     f.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    got = load_conversations([f])
+    got = load_eval_conversations([f])
     assert got == lines  # whole objects: the held-out split hashes them
     assert split(got, 0) == split(lines, 0)

@@ -288,7 +288,7 @@ def test_finetune_loss_falls_and_output_loads_in_transformers_talker(tiny_dir, t
 
     from convfill.talkers.transformers import TransformersTalker
     from training.common import Runtime
-    from training.finetune import evaluate
+    from training.finetune import val_loss
 
     out = tmp_path / "talker"
     res = train(tiny_cfg(tiny_dir, out, max_steps=20, eval_every=10, val_fraction=0.2, lr=5e-3))
@@ -311,7 +311,7 @@ def test_finetune_loss_falls_and_output_loads_in_transformers_talker(tiny_dir, t
     ex_before, _ = D.tokenize_examples(D.build_examples(train_convs), tok, 256)
     ex_after, _ = D.tokenize_examples(D.build_examples(train_convs), out_tok, 256)
     rt, ecfg = Runtime("cpu", "float32"), TrainConfig(batch_size=8)
-    assert evaluate(after, ex_after, ecfg, rt, 2) < 0.75 * evaluate(before, ex_before, ecfg, rt, 2)
+    assert val_loss(after, ex_after, ecfg, rt, 2) < 0.75 * val_loss(before, ex_before, ecfg, rt, 2)
     talker = TransformersTalker(model=str(out))
     assert talker.tokenizer.encode(SIL, add_special_tokens=False) == [49152]
 

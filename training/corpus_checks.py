@@ -17,7 +17,7 @@ from convfill.prompt import SIL
 
 from .corpus_text import (FILLER_CONFIRMS, FILLER_NUMBER_ALLOW, FILLER_PREVIEWS, SIL_LIKE, WORD,
                           capitalised_non_initial, coverage, fact_words, has_control_tokens, is_acronym_of,
-                          name_key, normalise, number_words, stem, style_problems, words)
+                          loose_stem, name_key, normalise, number_words, style_problems, corpus_words)
 
 ALLOWED_TOP_KEYS = {"conversation", "domain"}
 TURN_KEYS = {"user", "thoughts", "response"}
@@ -296,8 +296,8 @@ class Validator:
         if FILLER_PREVIEWS.search(rs):
             self._warn("filler_previews", f"filler promises content before any chunk has it: {rs!r}",
                        file, line, t, p)
-        vis_stems = {stem(w) for w in vis}  # "Olympics" in a filler matches "Olympic" in the user turn
-        names = [w for w in capitalised_non_initial(rs) if name_key(w) not in vis and stem(w) not in vis_stems]
+        vis_stems = {loose_stem(w) for w in vis}  # "Olympics" in a filler matches "Olympic" in the user turn
+        names = [w for w in capitalised_non_initial(rs) if name_key(w) not in vis and loose_stem(w) not in vis_stems]
         if names:
             self._err("filler_name", f"filler names {names}, not in the user turn or earlier text: {rs!r}",
                       file, line, t, p)
@@ -308,16 +308,16 @@ class Validator:
         if cov < self.min_coverage:
             self._warn("low_coverage", f"phrase covers {cov:.0%} of the chunk's content words (missing "
                        f"{missing}): chunk={chunk!r} phrase={rs!r}", file, line, t, p)
-        have = {stem(w) for w in words(rs)}
+        have = {loose_stem(w) for w in corpus_words(rs)}
         # A name already in the visible context may be referred to by pronoun ("It's in the Louvre").
-        seen = {stem(w) for w in words(visible)}
-        key_missing = [w for w in fact_words(chunk) if stem(w) not in have and stem(w) not in seen]
+        seen = {loose_stem(w) for w in corpus_words(visible)}
+        key_missing = [w for w in fact_words(chunk) if loose_stem(w) not in have and loose_stem(w) not in seen]
         if key_missing:
             self._warn("dropped_fact", f"chunk's names/numbers {key_missing} not in the phrase: chunk={chunk!r} "
                        f"phrase={rs!r}", file, line, t, p)
-        src = {stem(w) for w in words(chunk + " " + visible)}
+        src = {loose_stem(w) for w in corpus_words(chunk + " " + visible)}
         added = [w for w in fact_words(FILLER_NUMBER_ALLOW.sub(" ", rs))
-                 if stem(w) not in src and not is_acronym_of(w, chunk)]
+                 if loose_stem(w) not in src and not is_acronym_of(w, chunk)]
         if added:
             self._warn("added_fact", f"phrase has names/numbers {added} not in its chunk or context: "
                        f"chunk={chunk!r} phrase={rs!r}", file, line, t, p)

@@ -65,7 +65,7 @@ def name_key(w: str) -> str:
     return w[:-2] if w.endswith("'s") else w.rstrip("'")
 
 
-def words(text: str) -> list[str]:
+def corpus_words(text: str) -> list[str]:
     return [w.lower().replace("’", "'").strip("'-") for w in WORD.findall(text)]
 
 
@@ -108,7 +108,7 @@ def capitalised_non_initial(text: str) -> list[str]:
 
 
 def number_words(text: str) -> list[str]:
-    return [w for w in words(text) if w in NUMBER_WORDS or any(w.startswith(n + "-") for n in NUMBER_WORDS)]
+    return [w for w in corpus_words(text) if w in NUMBER_WORDS or any(w.startswith(n + "-") for n in NUMBER_WORDS)]
 
 
 # Too often not a number at all ("one option", "a good first step", "check with a doctor first").
@@ -127,7 +127,7 @@ def is_acronym_of(word: str, text: str) -> bool:
     letters = word.lower().rstrip("s") if len(word) > 2 and word.lower().endswith("s") else word.lower()
     if not 2 <= len(letters) <= 5:
         return False
-    ws = words(text)
+    ws = corpus_words(text)
     for i in range(len(ws)):
         j, k = i, 0
         while j < len(ws) and k < len(letters):
@@ -141,7 +141,7 @@ def is_acronym_of(word: str, text: str) -> bool:
     return False
 
 
-def stem(w: str) -> str:
+def loose_stem(w: str) -> str:
     """A 5-letter prefix after a suffix strip: looser than `training.rules.stem` on purpose.
 
     Why a second stemmer: this one matches facts of curated data across inflections and derivations
@@ -159,16 +159,16 @@ def stem(w: str) -> str:
     return w[:5]
 
 
-def content_words(text: str) -> list[str]:
+def coverage_words(text: str) -> list[str]:
     """Words of `text` the coverage check counts (this module's stopwords; see `stem` for why not rules')."""
-    return [w for w in words(text) if w not in STOPWORDS and len(w) > 2]
+    return [w for w in corpus_words(text) if w not in STOPWORDS and len(w) > 2]
 
 
 def coverage(chunk: str, phrase: str) -> tuple[float, list[str]]:
     """Share of the chunk's content words whose stem appears in the phrase, and the missing ones."""
-    cw = content_words(chunk)
+    cw = coverage_words(chunk)
     if not cw:
         return 1.0, []
-    have = {stem(w) for w in words(phrase)}
-    missing = [w for w in cw if stem(w) not in have]
+    have = {loose_stem(w) for w in corpus_words(phrase)}
+    missing = [w for w in cw if loose_stem(w) not in have]
     return 1 - len(missing) / len(cw), missing

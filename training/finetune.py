@@ -154,7 +154,7 @@ def loss_sum(model, batch, rt):
     return F.cross_entropy(logits, labels, reduction="sum"), int(labels.numel())
 
 
-def evaluate(model, examples, cfg: TrainConfig, rt, pad_id: int) -> float:
+def val_loss(model, examples, cfg: TrainConfig, rt, pad_id: int) -> float:
     """Mean per-token loss over all `examples` (nan when there are none)."""
     import torch
 
@@ -282,7 +282,7 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     def run_eval() -> None:
         nonlocal best_val
-        val = evaluate(model, val_set, cfg, rt, tok.pad_token_id)
+        val = val_loss(model, val_set, cfg, rt, tok.pad_token_id)
         result.evals.append({"step": step, "val_loss": val})
         if val < best_val:
             best_val = val

@@ -33,7 +33,7 @@ def val_metrics(model, encoded, batch_size: int = 64, bf16: bool = False) -> dic
     import torch
 
     logits, labels = predict_logits(model, encoded, batch_size, bf16)
-    r = score(logits.argmax(-1).tolist(), labels.tolist(), model.config.id2label)
+    r = accuracy_report(logits.argmax(-1).tolist(), labels.tolist(), model.config.id2label)
     loss = torch.nn.functional.cross_entropy(logits, labels).item() if len(encoded) else 0.0
     r["loss"] = round(loss, 4)
     return r
@@ -54,7 +54,7 @@ def predict_logits(model, encoded, batch_size: int = 64, bf16: bool = False):
     return out, torch.tensor([e[2] for e in encoded], dtype=torch.long)
 
 
-def score(preds: list[int], gold: list[int], id2label) -> dict:
+def accuracy_report(preds: list[int], gold: list[int], id2label) -> dict:
     """Accuracy, per-label accuracy and predicted counts of class indices (the training log's numbers)."""
     id2label = {int(k): v for k, v in id2label.items()}
     per = {}

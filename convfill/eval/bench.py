@@ -16,7 +16,7 @@ import platform
 import time
 
 from ..metrics import percentile
-from ..parts import add_model_args, build_talker
+from ..parts import add_model_args, talker_from_args
 from ..prompt import PhraseContext
 
 # Realistic spoken requests of 5-40 words (the range the Done-when criterion names).
@@ -155,7 +155,7 @@ def run_bench(talker, rounds: int = 1, max_tokens: int = 48, mode: str = "cold")
 
 def bench(args) -> dict:
     """The `bench` command: `run_bench` on the Talker flags' Talker; without --json, "key: value" lines."""
-    result = run_bench(build_talker(args), rounds=args.rounds, mode=args.mode)
+    result = run_bench(talker_from_args(args), rounds=args.rounds, mode=args.mode)
     return result if args.json else {**result, "_text": "\n".join(f"{k}: {v}" for k, v in result.items())}
 
 

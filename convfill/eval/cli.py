@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from ..errors import run_command
-from ..parts import add_model_args, build_reasoner, build_talker
+from ..parts import add_model_args, reasoner_from_args, talker_from_args
 from ..config import EngineConfig, from_arguments
 from . import bench, browser, direct, talker
 from . import judge as judge_eval
@@ -30,8 +30,8 @@ def _items(args):
 
 
 def _talker(args):
-    """`build_talker` plus this evaluation's filler decoding choice (`--filler-sampling`)."""
-    talker = build_talker(args)
+    """`talker_from_args` plus this evaluation's filler decoding choice (`--filler-sampling`)."""
+    talker = talker_from_args(args)
     choice = getattr(args, "filler_sampling", "auto")
     if choice != "auto" and hasattr(talker, "filler_sampling"):
         from ..talkers.fillers import resolve
@@ -58,7 +58,8 @@ def cmd_qa(args) -> dict:
     config = from_arguments(EngineConfig, args)
     items = _items(args)
     talker = _talker(args) if args.mode != "reasoner" else None
-    reasoner = build_reasoner(args) if args.mode != "talker" else None
+    # alone, the Reasoner answers directly (the paper's baseline); inside ConvFill it streams knowledge chunks
+    reasoner = reasoner_from_args(args, direct=args.mode == "reasoner") if args.mode != "talker" else None
     run = asyncio.run(arun_qa(items, args.mode, talker, reasoner, config, out_dir=args.out, label=args.label,
                               progress=args.progress, knowledge=args.oracle_knowledge,
                               turns_per_conversation=args.turns_per_conversation))
@@ -72,20 +73,20 @@ def cmd_ttft(args) -> dict:
     from .ttft import Profile, arun_ttft
 
     profiles = [Profile.parse(s) for s in args.profiles]
-    summary = asyncio.run(arun_ttft(_items(args), build_talker(args), profiles, args.out,
+    summary = asyncio.run(arun_ttft(_items(args), talker_from_args(args), profiles, args.out,
                                     from_arguments(EngineConfig, args), progress=args.progress))
     summary |= {"data": str(args.data), "seed": args.seed}
     return summary if args.json else {"_text": Path(summary["markdown"]).read_text(encoding="utf-8")}
 
 
 def cmd_entail(args) -> dict:
-    from .entail import build_judge, load_turns, run_entail
+    from .entail import entail_judge, load_turns, run_entail
 
-    judge, judge_name = build_judge(args.judge_model)  # fail before spending minutes on turns
+    judge, judge_name = entail_judge(args.judge_model)  # fail before spending minutes on turns
     if args.records:
         turns = load_turns(args.records)
     else:
-        run = asyncio.run(arun_qa(_items(args), "convfill", build_talker(args), build_reasoner(args),
+        run = asyncio.run(arun_qa(_items(args), "convfill", talker_from_args(args), reasoner_from_args(args),
                                   from_arguments(EngineConfig, args), out_dir=args.out,
                                   label=args.label or "entail", progress=args.progress))
         turns = [r.events for r in run.records]

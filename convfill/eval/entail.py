@@ -7,7 +7,7 @@ Each phrase of a turn becomes one NLI pair, as the paper and the labeling workbe
 * hypothesis = the phrase. Fixed error phrases (source "error") are not model output and are skipped.
 
 A judge is any callable `judge(premises, hypotheses) -> labels` with labels entailment / neutral /
-contradiction (case and common abbreviations are accepted). `build_judge` gives the labeling package's
+contradiction (case and common abbreviations are accepted). `entail_judge` gives the labeling package's
 (`convfill.nli.judge`): a named model exactly, or the configured one with the offline judge as fallback, so the
 table and the workbench label with the same code.
 """
@@ -86,7 +86,7 @@ def _as_judge(obj) -> Judge:
     return judge
 
 
-def build_judge(model: str | None = None) -> tuple[Judge, str]:
+def entail_judge(model: str | None = None) -> tuple[Judge, str]:
     """(judge, the id of the model it runs) from `convfill.nli.judge`.
 
     A named `model` (local dir or hub id) is loaded exactly or fails with its reason: a table must never

@@ -58,7 +58,7 @@ def read_human_labels(db: str | Path, annotator: str | None = None, limit: int |
     return rows
 
 
-def evaluate(judge, rows: list[dict], progress: bool = False) -> dict:
+def evaluate_judge(judge, rows: list[dict], progress: bool = False) -> dict:
     """Accuracy overall and per gold label (recall), how often each label was predicted, and the mean
     cross-entropy of the gold label (`loss`, the training log's validation loss)."""
     pred = judge.predict([r["premise"] for r in rows], [r["hypothesis"] for r in rows], progress=progress)
@@ -97,7 +97,7 @@ def cmd_judge(args) -> dict:
     judge = build_judge(args.model, args.batch_size)  # after the data: a bad file fails in milliseconds
     load_s = time.time() - t0
     t1, c1 = time.time(), time.process_time()
-    res = evaluate(judge, rows, progress=args.progress)  # bar on stderr, JSON on stdout
+    res = evaluate_judge(judge, rows, progress=args.progress)  # bar on stderr, JSON on stdout
     dt, cpu = time.time() - t1, time.process_time() - c1
     res |= {"data": str(args.data or args.labels_db), "load_s": round(load_s, 2),
             "ms_per_pair": round(1000 * dt / res["n"], 2),

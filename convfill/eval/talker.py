@@ -42,8 +42,8 @@ from ..metrics import summarize
 from ..prompt import PhraseContext, sanitize
 from ..talkers import TalkerSpec
 from ..talkers.spec import NO_ADAPTER
-from .talker_scores import (LEAK_MIN, EvalDataError, Slot, _mean, aggregate, load_conversations, rescore, score,
-                            turn_slots, write_split)
+from .talker_scores import (LEAK_MIN, EvalDataError, Slot, _mean, aggregate, load_eval_conversations, rescore, score_phrase,
+                            turn_slots, write_file_splits)
 
 MAX_PHRASE_TOKENS = 48  # = EngineConfig.max_phrase_tokens default
 PROG = "python -m convfill.eval talker"
@@ -79,7 +79,7 @@ def measured(spec: TalkerSpec) -> TalkerSpec:
     return replace(spec, lora=lora, temperature=0.0)
 
 
-def build_talker(spec: TalkerSpec, turns: Sequence[Sequence[Slot]]):
+def talker_under_test(spec: TalkerSpec, turns: Sequence[Sequence[Slot]]):
     """The Talker under test: the gold phrases of `turns` for runtime `gold`, else `measured(spec).build()`."""
     if spec.runtime == GOLD:
         return GoldTalker(turns)
@@ -117,7 +117,7 @@ async def run_turns(talker, turns: Sequence[Sequence[Slot]], max_tokens: int = M
                             "prev_user": ctx.prev_user, "prev_reply": ctx.prev_reply},
                 "gold": s.gold, "generated": text,
                 "ttft_ms": round(ttft, 3) if ttft is not None else None, "phrase_ms": round(total_ms, 3),
-                "scores": score(s, text, leak_min), "gold_scores": score(s, s.gold, leak_min),
+                "scores": score_phrase(s, text, leak_min), "gold_scores": score_phrase(s, s.gold, leak_min),
             })
             if bar is not None:
                 bar.update(1)
@@ -153,12 +153,12 @@ def report(items: Sequence[dict], talker_desc: dict | None = None, **extra) -> d
     }
 
 
-def evaluate(spec: TalkerSpec, data: Sequence[str], limit: int | None = None, max_tokens: int = MAX_PHRASE_TOKENS,
+def evaluate_talker(spec: TalkerSpec, data: Sequence[str], limit: int | None = None, max_tokens: int = MAX_PHRASE_TOKENS,
              warm: bool = True, leak_min: int = LEAK_MIN, progress: bool = False) -> tuple[dict, list[dict]]:
     """Load the data and the Talker, replay, score: (summary, items)."""
-    turns = select_turns(turn_slots(load_conversations(data)), limit, spec.seed)
+    turns = select_turns(turn_slots(load_eval_conversations(data)), limit, spec.seed)
     t0 = time.perf_counter()
-    talker = build_talker(spec, turns)
+    talker = talker_under_test(spec, turns)
     load_s = time.perf_counter() - t0
     try:
         t0 = time.perf_counter()
@@ -192,7 +192,7 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def markdown_table(results: dict[str, dict], gold: bool = True) -> str:
+def compare_table(results: dict[str, dict], gold: bool = True) -> str:
     """Rows: metrics; columns: the configs (and the gold phrases' scores as a reference column)."""
     cols = list(results)
     ref = next(iter(results.values()))["reference_gold"] if gold and results else None
@@ -246,7 +246,7 @@ def _print_summary(summary: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(summary, ensure_ascii=False))
     else:
-        print(markdown_table({summary["talker"].get("model", "talker"): summary}))
+        print(compare_table({summary["talker"].get("model", "talker"): summary}))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--out-dir", required=True, help="writes train.jsonl and heldout.jsonl here")
             a = p.parse_args(argv[1:])
-            print(json.dumps(write_split(a.data, a.out_dir, a.heldout, a.seed)))
+            print(json.dumps(write_file_splits(a.data, a.out_dir, a.heldout, a.seed)))
             return 0
         if argv[:1] == ["compare"]:
             p = argparse.ArgumentParser(prog=f"{PROG} compare",
@@ -277,12 +277,12 @@ def main(argv: list[str] | None = None) -> int:
                 name, sep, spec = c.partition("=")
                 if not sep or not name:
                     raise ConfigError(f"--config needs NAME=SPEC, got {c!r}")
-                summary, items = evaluate(TalkerSpec.parse(spec, seed=a.seed, threads=a.threads), a.data, a.limit, a.max_tokens,
+                summary, items = evaluate_talker(TalkerSpec.parse(spec, seed=a.seed, threads=a.threads), a.data, a.limit, a.max_tokens,
                                           not a.no_warm, a.leak_min, a.progress)
                 results[name] = summary
                 if a.out_dir:
                     _write_items(str(Path(a.out_dir) / f"{name}.jsonl"), items)
-            print(json.dumps(results, ensure_ascii=False) if a.json else markdown_table(results))
+            print(json.dumps(results, ensure_ascii=False) if a.json else compare_table(results))
             return 0
         if argv[:1] == ["rescore"]:
             p = argparse.ArgumentParser(prog=f"{PROG} rescore",
@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             argv = argv[1:]
         a = _run_parser().parse_args(argv)
         spec = TalkerSpec.from_args(a, seed=a.seed, threads=a.threads)
-        summary, items = evaluate(spec, a.data, a.limit, a.max_tokens, not a.no_warm, a.leak_min, a.progress)
+        summary, items = evaluate_talker(spec, a.data, a.limit, a.max_tokens, not a.no_warm, a.leak_min, a.progress)
         if a.out:
             _write_items(a.out, items)
         _print_summary(summary, a.json)

@@ -41,7 +41,7 @@ class EvalDataError(ConvFillError):
 
 
 # ------------------------------------------------------------------------------------------------ data
-def load_conversations(paths: Iterable[str | Path]) -> list[dict]:
+def load_eval_conversations(paths: Iterable[str | Path]) -> list[dict]:
     """ConvFill conversations from JSONL files, checked by `convfill.conversations` (file:line on error).
 
     The objects are returned whole (a `domain` tag included): the held-out split hashes them, so dropping
@@ -153,7 +153,7 @@ def score_filler(phrase: str, ctx: PhraseContext, upcoming: Sequence[str] = (), 
             "new_numbers": unseen_numbers, "guessed_knowledge": guessed, "leaked_words": leaked}
 
 
-def score(slot: Slot, phrase: str, leak_min: int = LEAK_MIN) -> dict:
+def score_phrase(slot: Slot, phrase: str, leak_min: int = LEAK_MIN) -> dict:
     if slot.context.knowledge is None:
         return score_filler(phrase, slot.context, slot.upcoming, leak_min)
     return score_knowledge(slot.context.knowledge, phrase, visible_text(slot.context))
@@ -186,18 +186,18 @@ def aggregate(items: Sequence[dict], key: str = "scores") -> dict:
 
 def rescore(data: Sequence[str], items: Sequence[dict], leak_min: int = LEAK_MIN) -> list[dict]:
     """Score stored generations again with the current rules (no model run): items of a run on `data`."""
-    slots = {(s.conversation, s.turn, s.slot): s for t in turn_slots(load_conversations(data)) for s in t}
+    slots = {(s.conversation, s.turn, s.slot): s for t in turn_slots(load_eval_conversations(data)) for s in t}
     out = []
     for it in items:
         s = slots.get((it["conversation"], it["turn"], it["slot"]))
         if s is None or s.gold != it["gold"]:
             raise EvalDataError(f"item {it['conversation']}/{it['turn']}/{it['slot']} does not match the data")
-        out.append({**it, "scores": score(s, it["generated"], leak_min), "gold_scores": score(s, s.gold, leak_min)})
+        out.append({**it, "scores": score_phrase(s, it["generated"], leak_min), "gold_scores": score_phrase(s, s.gold, leak_min)})
     return out
 
 
 # ----------------------------------------------------------------------------------------------- split
-def split_conversations(convs: Sequence[dict], heldout: float, seed: int = 0) -> tuple[list[dict], list[dict]]:
+def heldout_split(convs: Sequence[dict], heldout: float, seed: int = 0) -> tuple[list[dict], list[dict]]:
     """(train, heldout), both in input order, by the seeded content hash of `convfill.splits` (the corpus
     validator's and the NLI pairs' too), so every tool holds out the same conversations."""
     if not 0 <= heldout < 1:
@@ -207,13 +207,13 @@ def split_conversations(convs: Sequence[dict], heldout: float, seed: int = 0) ->
     return hash_split(list(convs), seed, heldout)
 
 
-def write_split(data: Sequence[str], out_dir: str | Path, heldout: float, seed: int) -> dict:
+def write_file_splits(data: Sequence[str], out_dir: str | Path, heldout: float, seed: int) -> dict:
     """Split each file on its own and concatenate, so a file's held-out conversations are the same whether
     it is split alone or with others (evaluating on part B's held-out never touches training data of an
     A+B split)."""
     train, held = [], []
     for path in data:
-        tr, he = split_conversations(load_conversations([path]), heldout, seed)
+        tr, he = heldout_split(load_eval_conversations([path]), heldout, seed)
         train += tr
         held += he
     out = Path(out_dir)

@@ -26,7 +26,7 @@ from ..events import Event, TurnEnded
 from ..fold import TurnFold
 from ..nli.judge import TurnJudge
 from ..policy import Policy
-from ..reasoners import REASONERS, Reasoner, ReasonerSpec, build_reasoner as build_from_spec
+from ..reasoners import REASONERS, Reasoner, ReasonerSpec, build_reasoner
 from ..talkers import Talker
 from ..talkers.spec import BASE_TALKER as BASE_TALKER, DEFAULT_TALKER, TalkerSpec
 from ..turnlog import StoreWriter, TurnLog, TurnRecorder
@@ -147,12 +147,12 @@ class ModelPool:
         key = spec.model.strip() or None
         with self._lock:
             if key not in self._local:
-                self._local[key] = build_from_spec(ReasonerSpec(name="local", model=key or ""))
+                self._local[key] = build_reasoner(ReasonerSpec(name="local", model=key or ""))
             base = self._local[key]
         return base.with_delay(spec.delay_s or 0.0)  # shares the llama.cpp model and its lock
 
 
-def build_reasoner(s: TurnSettings, pool: ModelPool, policy: Policy | None = None) -> Reasoner:
+def turn_reasoner(s: TurnSettings, pool: ModelPool, policy: Policy | None = None) -> Reasoner:
     """Blocking: the Reasoner for these settings (ConfigError / MissingKeyError with a clean message).
 
     `policy` (public mode) vets what a visitor may point the server at: custom Base URLs, model paths.
@@ -166,14 +166,14 @@ def build_reasoner(s: TurnSettings, pool: ModelPool, policy: Policy | None = Non
         if not s.knowledge.strip():
             raise InputError("The oracle Reasoner streams the knowledge text you give it: fill in "
                              "'Oracle knowledge' first.")
-        return build_from_spec(spec)
+        return build_reasoner(spec)
     if s.reasoner == "local":
         policy.check_model(s.reasoner_model, what="local Reasoner model")
         return pool.local_reasoner(spec)
     policy.check_base_url(s.base_url)
     # In public mode the operator's key pays: only the provider's default model, or the allowed ones.
     policy.check_model(s.reasoner_model, what="Reasoner model")
-    return build_from_spec(spec)
+    return build_reasoner(spec)
 
 
 def reasoner_label(r: Reasoner) -> str:
@@ -258,7 +258,7 @@ class ChatSession:
             self.policy.limits.check_knowledge(s.knowledge)
         self.policy.check_model(s.talker, self.offered_talkers, what="Talker")
         talker = await asyncio.to_thread(self.pool.talker, s.talker)
-        reasoner = await asyncio.to_thread(build_reasoner, s, self.pool, self.policy)
+        reasoner = await asyncio.to_thread(turn_reasoner, s, self.pool, self.policy)
         if self.engine is None:
             observers = [self._observe]
             if self.store is not None:

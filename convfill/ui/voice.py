@@ -102,11 +102,11 @@ def build_voice_panel(ctx) -> dict:
         panel = gr.HTML(value="", html_template=markup, js_on_load=js or None, css_template=css,
                         server_functions=[voice_start], elem_id="cf-voice", apply_default_css=True)
         with gr.Row():
-            asr = gr.Textbox("", label="Speech recognition model", elem_id="cf-asr", max_lines=1,
+            gr.Textbox("", label="Speech recognition model", elem_id="cf-asr", max_lines=1,
                              placeholder="blank: Whisper base, offline",
                              info="a CTranslate2 Whisper directory, a size or hub id (networked), or openai[:model]"
                                   + ("; only the operator's" if ctx.policy.public else ""))
-            tts = gr.Textbox("", label="Voice", elem_id="cf-tts", max_lines=1, placeholder="blank: Piper joe, offline",
+            gr.Textbox("", label="Voice", elem_id="cf-tts", max_lines=1, placeholder="blank: Piper joe, offline",
                              info="a Piper .onnx voice, or openai[:model]; read when the mic is switched on")
         with gr.Row():
             pacing = gr.Radio(["audio", "text"], value=f["filler_pacing"].default, label="Filler pacing",
