@@ -75,7 +75,7 @@ def test_every_spelling_of_a_model_file_is_one_model_and_the_cache_is_bounded(tm
     import convfill.talkers as talkers
 
     loads = []
-    monkeypatch.setattr(talkers, "get_talker", lambda runtime, model=None, **kw: loads.append(model) or
+    monkeypatch.setattr(talkers.registry, "get_talker", lambda runtime, model=None, **kw: loads.append(model) or
                         ScriptedTalker())
     a, b = tmp_path / "a.gguf", tmp_path / "b.gguf"
     a.write_bytes(b"GGUF")
@@ -120,7 +120,7 @@ def test_loading_a_new_model_never_stalls_sessions_on_loaded_ones(tmp_path, monk
     pool = ModelPool()
     fast = ScriptedTalker()
     pool.add_talker(DEFAULT_TALKER, fast)
-    monkeypatch.setattr(talkers, "get_talker", slow)
+    monkeypatch.setattr(talkers.registry, "get_talker", slow)
     (tmp_path / "b.gguf").write_bytes(b"GGUF")
     got = []
     loaders = [threading.Thread(target=lambda: got.append(pool.talker(str(tmp_path / "b.gguf")))) for _ in range(2)]

@@ -35,6 +35,7 @@ from convfill.conversations import is_sil
 from convfill.conversations import read as read_conversations
 from convfill.errors import InputError
 
+from convfill.nli import premise_for
 from convfill.splits import split
 
 SOURCE = "convfill"
@@ -62,8 +63,6 @@ def change_a_number(text: str, rng: random.Random) -> str | None:
 
 def pairs_of(turns: list[dict], rng: random.Random) -> Iterator[dict]:
     """The labelled NLI pairs of one conversation's turns (see the module docstring)."""
-    from convfill.nli.judge import premise_for
-
     for turn in turns:
         earlier: list[str] = []
         for thought, phrase in zip(turn["thoughts"], turn["response"]):

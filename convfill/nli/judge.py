@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from convfill.errors import ConvFillError
+from convfill.hub import hub_offline
 from convfill.nli import LABELS, NLIPair, normalize_label, premise_for  # noqa: F401 - the pair's home, re-exported
 from convfill.nli.encode import MAX_LENGTH, encode_pairs
 
@@ -66,8 +67,6 @@ class Suggestion:
 
 def _offline_requested() -> bool:
     """HF_HUB_OFFLINE set, or the hub unreachable (then we do not wait through the client's retries)."""
-    from convfill.hub import hub_offline
-
     return hub_offline()
 
 

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, replace
 
 from ..errors import ConfigError
+from . import registry
 
 # The app's Talker box entries that name no file (the box also takes a GGUF path, a hub id / local
 # directory, or `runtime:model`).
@@ -60,15 +61,13 @@ class TalkerSpec:
         """The app's Talker box: blank or `DEFAULT_TALKER` -> the shipped GGUF with its seed adapter;
         `BASE_TALKER` -> the shipped GGUF bare; `*.gguf` -> llama.cpp; anything else (hub id, local
         directory) -> transformers; `runtime:model` picks the runtime explicitly."""
-        from . import TALKERS
-
         text = (text or "").strip()
         if not text or text == DEFAULT_TALKER:
             return cls()
         if text == BASE_TALKER:
             return cls(lora=NO_ADAPTER)
         head, sep, rest = text.partition(":")
-        if sep and head in TALKERS:
+        if sep and head in registry.TALKERS:
             return cls(runtime=head, model=rest.strip() or None)
         return cls(runtime="llamacpp" if text.lower().endswith(".gguf") else "transformers", model=text)
 
@@ -93,7 +92,7 @@ class TalkerSpec:
     def options(self) -> dict:
         """The runtime's keyword options: adapter and threads are llama.cpp's alone (ConfigError for an
         adapter elsewhere: merge it into the weights for transformers)."""
-        from .llamacpp import AUTO_ADAPTER
+        from .llamacpp import AUTO_ADAPTER  # on use: importing llamacpp loads the llama.cpp library
 
         opts = {"style": self.style, "temperature": self.temperature, "seed": self.seed}
         if self.runtime == "llamacpp":
@@ -105,6 +104,4 @@ class TalkerSpec:
 
     def build(self):
         """The Talker (`convfill.talkers.get_talker`; options left None take the runtime's defaults)."""
-        from . import get_talker
-
-        return get_talker(self.runtime, self.model, **self.options())
+        return registry.get_talker(self.runtime, self.model, **self.options())

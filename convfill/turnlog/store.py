@@ -27,10 +27,11 @@ from pathlib import Path
 import sqlite_utils
 
 from ..errors import ConvFillError
-from ..events import ChunkArrived, Event, TurnStarted
+from ..events import ChunkArrived, Event, TurnStarted, event_from_dict
 from ..fold import PhraseRecord, TurnFold, persisted
 from ..metrics import turn_metrics
-from ..paths import journal_mode
+from .. import conversations
+from ..paths import db_path, journal_mode
 from .schema import migrate
 
 BUSY_TIMEOUT_MS = 10_000  # how long a writer waits for another writer's lock before StoreError
@@ -95,8 +96,6 @@ class TurnLog:
         self.busy_timeout_ms = busy_timeout_ms
         self._given = db if isinstance(db, sqlite_utils.Database) else None
         if self._given is None:
-            from convfill.paths import db_path
-
             self.path = Path(db) if db is not None else db_path()
             self.path.parent.mkdir(parents=True, exist_ok=True)
         else:
@@ -219,8 +218,6 @@ class TurnLog:
         return list(self.db["chunks"].rows_where("turn_id = ?", [turn_id], order_by="chunk_index"))
 
     def turn_events(self, turn_id: str) -> list[Event]:
-        from convfill.events import event_from_dict
-
         return [event_from_dict(json.loads(r["data"]))
                 for r in self.db["events"].rows_where("turn_id = ?", [turn_id], order_by="seq")]
 
@@ -254,8 +251,6 @@ class TurnLog:
             path: the JSONL file (`{"conversation": [{"user", "thoughts", "response"}]}` per line).
             reasoner: the Reasoner name stored with the turns (the queue can filter on it).
         """
-        from convfill import conversations
-
         lines = list(conversations.read(path))
         name = Path(path).name
         counts = {"conversations": 0, "turns": 0, "phrases": 0, "skipped": 0}
