@@ -1,4 +1,4 @@
-"""Command line: `python -m labeling score|export|stats|bench`. Thin: parsing and printing only.
+"""Command line: `python -m labeling score|export|stats`. Thin: parsing and printing only.
 
 A judge's accuracy (on labelled pairs, or against the people's labels in a store) is an evaluation:
 `python -m convfill.eval judge --data FILE | --labels-db DB` (`convfill/eval/judge.py`).
@@ -107,13 +107,6 @@ def cmd_stats(args) -> None:
         print(f"  {a.a} vs {a.b}: {a.n} shared phrases, agreement {a.agreement:.2f}, kappa {k}")
 
 
-def cmd_bench(args) -> None:
-    from .bench import run_label_bench
-
-    res = run_label_bench(args.phrases)
-    print(json.dumps(res) if args.json else "\n".join(f"{k}: {v}" for k, v in res.items()))
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m labeling",
                                 description="NLI labels per Talker phrase, human relabeling, exports for training.")
@@ -147,10 +140,6 @@ def build_parser() -> argparse.ArgumentParser:
     common(st, model=False)
     st.add_argument("--annotator", default=None, help="also count this person's labels")
     st.set_defaults(func=cmd_stats)
-    b = sub.add_parser("bench", help="time store operations on a synthetic store of dataset size")
-    b.add_argument("--phrases", type=int, default=50_000, help="about how many phrases to synthesise")
-    b.add_argument("--json", action="store_true", help="print one JSON object")
-    b.set_defaults(func=cmd_bench)
     return p
 
 

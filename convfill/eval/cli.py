@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import run_command
 from ..parts import add_model_args, reasoner_from_args, talker_from_args
 from ..config import EngineConfig, from_arguments
-from . import bench, browser, direct, talker
+from . import bench, browser, direct, store_bench, talker
 from . import judge as judge_eval
 from .qa import DEFAULT_DATA, KNOWLEDGE, MODES, arun_qa, attach_chunks, load_items, sample_items
 
@@ -156,12 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--json", action="store_true", help="print JSON instead of the markdown table")
     h.set_defaults(func=cmd_hostile)
     browser.add_parser(sub)
+    store_bench.add_parser(sub)
     bench.add_parser(sub)
     direct.add_parser(sub)
     sub.add_parser("talker", add_help=False,  # parsed by convfill.eval.talker.main: see `talker --help`
                    help="Talker quality on held-out ConvFill turns, teacher-forced: evaluate, split, compare, "
                         "rescore")
     judge_eval.add_parser(sub)
+    sub.add_parser("voice-parts", add_help=False,  # parsed by convfill.eval.voice_parts.main
+                   help="Whisper and Piper alone on this machine, by thread count (and their effect on the Talker)")
     v = sub.add_parser("voice", help="voice to voice through the app's voice socket: spoken questions, spoken "
                                      "replies, per oracle delay and filler pacing")
     v.add_argument("--n", type=int, default=30, help="spoken questions per (delay, pacing)")
@@ -218,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["talker"]:
         return talker.main(argv[1:])
+    if argv[:1] == ["voice-parts"]:
+        from . import voice_parts  # imports the voice models' libraries
+
+        return voice_parts.main(argv[1:])
     args = build_parser().parse_args(argv)
 
     def run(a):

@@ -30,7 +30,7 @@ from .openai_sdk import OpenAIEndpoint
 from .registry import loaded_once, openai_model
 
 MAX_S = 30.0  # one utterance; Whisper's window is 30 s and a longer push-to-talk is a stuck button
-# Measured on 2 cores (`python -m convfill.voice.bench_parts --talker`): 5.2 s of speech in 0.73-0.78 s with
+# Measured on 2 cores (`python -m convfill.eval.voice_parts --talker`): 5.2 s of speech in 0.73-0.78 s with
 # 2 threads, 0.89-1.0 s with 1. Neither leaves a llama.cpp Talker in the same process slower afterwards
 # (phrase 210 ms before and after: ctranslate2 bundles its own libgomp, so the torch/libgomp throttling of
 # docs/benchmarks.md does not occur). While a transcription runs, a Talker phrase takes 1.0-1.3 s with 1 or

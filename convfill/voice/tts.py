@@ -23,7 +23,7 @@ from .openai_sdk import OpenAIEndpoint
 from .registry import loaded_once, openai_model
 
 MAX_CHARS = 4000  # one reply; the Talker's phrases are a sentence or two
-# Measured on 2 cores (`python -m convfill.voice.bench_parts --talker`): alone, 2 intra-op threads make a
+# Measured on 2 cores (`python -m convfill.eval.voice_parts --talker`): alone, 2 intra-op threads make a
 # sentence faster (0.11 vs 0.18 s), but the app synthesizes each phrase while the Talker generates the next,
 # and then 1 thread is as fast or faster (0.20-0.25 vs 0.24-0.26 s, 3 runs) at the same cost to the Talker
 # (its phrase 210 -> ~400 ms either way); 2 threads also slow the Talker's next phrase by 25-50 ms

@@ -1,4 +1,4 @@
-"""Store speed at dataset scale: `python -m labeling bench --phrases 290000 --json`.
+"""Store speed at dataset scale: `python -m convfill.eval store-bench --phrases 290000 --json`.
 
 The released ConvFill dataset has 290,571 phrases; the tab runs a queue query, a progress count and an
 item read after every key press, so those must stay interactive at that size. This script builds a
@@ -16,9 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from .export import export_csv, export_jsonl
-from convfill.nli.judge import LABELS, Suggestion
-from .store import LabelStore
+from labeling.export import export_csv, export_jsonl
+from labeling.store import LabelStore
+
+from ..nli.judge import LABELS, Suggestion
 
 
 def _ms(fn, repeat: int = 5) -> float:
@@ -91,3 +92,15 @@ def run_label_bench(phrases: int = 50_000, seed: int = 0) -> dict:
     with tempfile.TemporaryDirectory() as d:
         store, out = build_synthetic(Path(d), phrases, seed)
         return {**out, **time_ops(store)}
+
+
+def add_parser(sub) -> None:
+    b = sub.add_parser("store-bench", help="time the label store's operations on a synthetic store of dataset size")
+    b.add_argument("--phrases", type=int, default=50_000, help="about how many phrases to synthesise")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.set_defaults(func=cmd_store_bench)
+
+
+def cmd_store_bench(args) -> dict:
+    res = run_label_bench(args.phrases)
+    return res if args.json else {**res, "_text": "\n".join(f"{k}: {v}" for k, v in res.items())}

@@ -1,4 +1,4 @@
-"""Measure the voice parts on this machine: `python -m convfill.voice.bench_parts [--talker] [--json]`.
+"""Measure the voice parts on this machine: `python -m convfill.eval voice-parts [--talker] [--json]`.
 
 Prints Piper's load time, first-sentence latency and real-time factor (synthesis time / audio time) and
 Whisper's load time and transcription time for a ~5 s utterance, each for 1 and 2 threads. `--talker` also
@@ -64,7 +64,7 @@ def _median_ms(fn, n: int) -> float:
 
 
 def bench_piper(threads: int, n: int = 5) -> dict:
-    from .tts import PiperTTS
+    from ..voice.tts import PiperTTS
 
     t0 = time.perf_counter()
     tts = PiperTTS(threads=threads)
@@ -85,8 +85,8 @@ def bench_piper(threads: int, n: int = 5) -> dict:
 
 def utterance_16k():
     """~5 s of Piper speech at 16 kHz, Whisper's input."""
-    from .audio import pcm16_to_float, resample
-    from .tts import PiperTTS
+    from ..voice.audio import pcm16_to_float, resample
+    from ..voice.tts import PiperTTS
 
     tts = PiperTTS()
     pcm = b"".join(s.pcm for s in tts.speak(UTTERANCE))
@@ -94,7 +94,7 @@ def utterance_16k():
 
 
 def bench_whisper(threads: int, x, n: int = 5) -> dict:
-    from .asr import WhisperASR
+    from ..voice.asr import WhisperASR
 
     t0 = time.perf_counter()
     asr = WhisperASR(cpu_threads=threads)
@@ -128,14 +128,14 @@ def _talker_case(case: str) -> dict:
         phrase_ms()
     before = statistics.median(phrase_ms() for _ in range(7))
     if kind == "asr":
-        from .asr import WhisperASR
-        from .audio import read_wav
+        from ..voice.asr import WhisperASR
+        from ..voice.audio import read_wav
 
         x = read_wav(wav[0])[0]  # made by the parent: no Piper (onnxruntime) in this process
         part = WhisperASR(cpu_threads=int(threads))
         call = lambda: part.transcribe(x)
     else:
-        from .tts import PiperTTS
+        from ..voice.tts import PiperTTS
 
         part = PiperTTS(threads=int(threads))
         call = lambda: list(part.speak(PHRASE))  # the app speaks each Talker phrase as it ends
@@ -164,7 +164,7 @@ def _talker_case(case: str) -> dict:
 
 
 def bench_talker(x, cases=("asr:1", "asr:2", "tts:1", "tts:2")) -> list[dict]:
-    from .audio import float_to_pcm16, wav_bytes
+    from ..voice.audio import float_to_pcm16, wav_bytes
 
     rows = []
     with tempfile.NamedTemporaryFile(suffix=".wav") as f:
@@ -172,7 +172,7 @@ def bench_talker(x, cases=("asr:1", "asr:2", "tts:1", "tts:2")) -> list[dict]:
         f.flush()
         for case in cases:
             arg = f"{case}:{f.name}" if case.startswith("asr") else case
-            out = subprocess.run([sys.executable, "-m", "convfill.voice.bench_parts", "--case", arg],
+            out = subprocess.run([sys.executable, "-m", "convfill.eval.voice_parts", "--case", arg],
                                  capture_output=True, text=True, check=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return rows
