@@ -75,7 +75,8 @@ class _Turn:
     emit: Callable[[Event], None]
     queue: collections.deque = field(default_factory=collections.deque)  # (chunk_index, text)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
-    phrases: list[str] = field(default_factory=list)
+    phrases: list[str] = field(default_factory=list)  # what was said (the next phrase's context)
+    started: int = 0  # phrases started, said or empty: the next phrase's index (indexes never repeat)
     chunks: list[str] = field(default_factory=list)
     fillers: int = 0
     last_activity: float = 0.0
@@ -255,7 +256,7 @@ class Engine:
 
     async def _filler(self, st: _Turn, reason: str) -> None:
         st.fillers += 1
-        st.emit(SilInjected(self._ts(st), len(st.phrases), reason))
+        st.emit(SilInjected(self._ts(st), st.started, reason))
         await self._phrase(st, "sil", None, None)
 
     def _context(self, st: _Turn, knowledge: str | None) -> PhraseContext:
@@ -267,7 +268,7 @@ class Engine:
                              prev_user=prev.user if prev else None, prev_reply=prev.reply if prev else None)
 
     async def _phrase(self, st: _Turn, source: str, knowledge: str | None, chunk_index: int | None) -> None:
-        idx = len(st.phrases)
+        idx, st.started = st.started, st.started + 1
         st.emit(PhraseStarted(self._ts(st), idx, source, chunk_index))
         pieces: list[str] = []
         cancelled = True
@@ -292,7 +293,7 @@ class Engine:
 
     async def _fixed_phrase(self, st: _Turn, text: str) -> None:
         """Say a fixed sentence (the honest error phrase) without the model."""
-        idx = len(st.phrases)
+        idx, st.started = st.started, st.started + 1
         ts = self._ts(st)
         st.emit(PhraseStarted(ts, idx, "error", None))
         st.emit(FirstToken(ts, idx))

@@ -31,7 +31,7 @@ class PhraseRecord:
     index: int
     source: str  # "sil" | "chunk" | "error"
     chunk_index: int | None
-    started_ms: float
+    started_ms: float | None  # None: the log holds only its end (no PhraseStarted)
     first_token_ms: float | None = None
     ended_ms: float | None = None
     text: str = ""
@@ -78,8 +78,8 @@ class TurnFold:
             self.phrases[ev.phrase_index].text += ev.text
         elif isinstance(ev, PhraseEnded):
             p = self.phrases.get(ev.phrase_index)
-            if p is None:  # a log without its PhraseStarted (older stores): the end still says what was said
-                p = self.phrases[ev.phrase_index] = PhraseRecord(ev.phrase_index, ev.source, ev.chunk_index, ev.t_ms)
+            if p is None:  # a log without its PhraseStarted (hand-made, foreign): the end still says what was said
+                p = self.phrases[ev.phrase_index] = PhraseRecord(ev.phrase_index, ev.source, ev.chunk_index, None)
             p.ended_ms, p.text, p.n_tokens, p.cancelled = ev.t_ms, ev.text, ev.n_tokens, ev.cancelled
         elif isinstance(ev, AudioHeard):
             self.heard.append(ev)

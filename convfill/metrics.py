@@ -57,7 +57,8 @@ def turn_metrics(events: Iterable[Event] | TurnFold) -> TurnMetrics:
     chunk_at = {i: c.t_ms for i, c in f.chunks.items()}
     phrases = f.ordered()
     ended = f.ended_phrases()
-    lags = [p.started_ms - chunk_at[p.chunk_index] for p in phrases if p.source == "chunk" and p.chunk_index in chunk_at]
+    lags = [p.started_ms - chunk_at[p.chunk_index] for p in phrases
+            if p.source == "chunk" and p.chunk_index in chunk_at and p.started_ms is not None]
     knowledge_first = [p.first_token_ms for p in phrases if p.source == "chunk" and p.first_token_ms is not None]
     first = f.phrases.get(0)
     voice, end = f.voice, f.end

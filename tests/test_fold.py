@@ -17,7 +17,7 @@ from convfill.fold import TurnFold, persisted
 from convfill.metrics import turn_metrics
 from convfill.nli import premise_for
 from convfill.testing import ScriptedReasoner, ScriptedTalker, run_turn
-from convfill.turnlog import TurnLog
+from convfill.turnlog import TurnLog, TurnRecorder
 from convfill.ui.timeline import render_timeline
 from convfill.ui.view import TurnView
 
@@ -95,5 +95,37 @@ def test_a_phrase_end_without_its_start_still_says_what_was_said():
               PhraseEnded(50.0, phrase_index=0, text="So, a fact.", source="chunk", chunk_index=0, n_tokens=4),
               TurnEnded(60.0, reason="done", reply="So, a fact.")]
     fold = TurnFold.of(events)
-    assert [(p.text, p.started_ms, p.first_token_ms) for p in fold.ended_phrases()] == [("So, a fact.", 50.0, None)]
-    assert turn_metrics(fold).n_knowledge_phrases == 1
+    assert [(p.text, p.started_ms, p.first_token_ms) for p in fold.ended_phrases()] == [("So, a fact.", None, None)]
+    m = turn_metrics(fold)
+    assert m.n_knowledge_phrases == 1 and m.chunk_to_phrase_lag_ms is None  # no start: no lag is invented
+    assert 'class="cf-phrase"' not in render_timeline(fold)  # and no bar is drawn from a made-up start
+
+
+async def test_an_empty_phrase_keeps_its_own_index_and_every_reader_counts_it(tmp_path):
+    """A phrase that cleans to nothing is not said, but it was generated: it keeps its index (the next phrase
+    used to reuse it, so the fold and the store's unique index each kept a different one) and counts."""
+    clock = FakeClock()
+    calls = []
+
+    def script(ctx):
+        calls.append(ctx)
+        return "" if len(calls) == 1 else "Well, let me see." if ctx.knowledge is None else f"So, {ctx.knowledge}"
+
+    engine = Engine(ScriptedTalker(script, clock=clock), ScriptedReasoner(["A fact."], delays=[1.0], clock=clock),
+                    EngineConfig(silence_s=0.3), clock=clock)
+    events = await run_turn(engine, "Tell me something.")
+    started = [e.phrase_index for e in events if isinstance(e, PhraseStarted)]
+    assert started == list(range(len(started))) and len(started) >= 3
+    fold = TurnFold.of(events)
+    assert fold.phrases[0].text == "" and fold.phrases[1].text == "Well, let me see."
+    assert turn_metrics(fold).n_fillers == sum(1 for e in events if isinstance(e, PhraseEnded) and e.source == "sil")
+    assert calls[1].earlier == ()  # the empty phrase is no context for the next one
+    log = TurnLog(tmp_path / "t.db")
+    tid = log.record_turn(log.new_conversation(), events)
+    live = TurnLog(tmp_path / "live.db")
+    recorder = TurnRecorder(live)
+    for ev in events:
+        recorder(ev)
+    live_rows = [(r["phrase_index"], r["text"]) for r in live.phrases(live.turns(recorder.conversation_id)[0]["id"])]
+    assert [(r["phrase_index"], r["text"]) for r in log.phrases(tid)] == live_rows
+    assert (1, "Well, let me see.") in live_rows

@@ -40,7 +40,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ..events import Event
+from ..events import Event, event_from_dict
 from ..fold import TurnFold
 from ..talkers.fillers import (
     ECHO,
@@ -282,11 +282,6 @@ def conversations_from_records(path) -> list[list[SpokenTurn]]:
         if not line.strip():
             continue
         r = json.loads(line)
-        turn = SpokenTurn(r["question"])
-        for e in r["events"]:
-            if e["type"] == "chunk_arrived":
-                turn.chunks.append(e["text"])
-            elif e["type"] == "phrase_ended" and e.get("source") in ("sil", "chunk"):
-                turn.phrases.append((e["source"], e["text"].strip(), e.get("chunk_index")))
+        turn = turn_from_events([event_from_dict(e) for e in r["events"]], user=r["question"])  # the one fold
         convs.setdefault(r.get("conversation", len(convs)), []).append(turn)
     return [convs[k] for k in sorted(convs)]
