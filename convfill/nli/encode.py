@@ -7,8 +7,8 @@ The rule: `[CLS] premise [SEP] hypothesis [SEP]` (whatever special tokens the to
 
 * Only the premise: the hypothesis is the phrase being judged; cutting it would judge another phrase.
 * From its end: a premise is the knowledge chunk (or, for a filler, the user utterance) followed by the
-  earlier phrases of the turn (`convfill.nli.premise_for`); the end holds the oldest context the judge can
-  spare, the head holds what the phrase must follow from.
+  earlier phrases of the turn (`convfill.nli.premise_for`); the end holds the last of those phrases, the
+  context the judge can best spare; the head holds what the phrase must follow from.
 * 512 tokens: the position limit of the judges we use (all-MiniLM-L6-v2, DeBERTa-v3), so nothing that fits
   the model is cut. Training uses the same cap: with dynamic padding a higher cap costs only for the pairs
   longer than the lower one (161 of the 75,391 training pairs exceed 128 tokens; measured in
