@@ -8,9 +8,12 @@ or cancelling the async side stops generation within one token instead of lettin
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from .clock import Clock
@@ -18,9 +21,65 @@ from .clock import Clock
 T = TypeVar("T")
 _DONE = object()
 
+# What waits for a Talker's model thread goes in this order (then first come, first served):
+FIRST = 0        # a turn's first phrase, or a phrase made from a knowledge chunk that is waiting
+LATER = 1        # a later filler, and anything submitted without a priority
+SPECULATIVE = 2  # warm-ups and prefills while someone types: only when no phrase waits
+
+
+class _PriorityWork(queue.PriorityQueue):
+    """`ThreadPoolExecutor`'s work queue in (priority, arrival) order; the pool's stop marker goes last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.priority = LATER  # of the next `put` (set by `ModelThread.submit_at` under its lock)
+        self._seq = itertools.count()
+
+    def _put(self, item) -> None:
+        heapq.heappush(self.queue, (self.priority if item is not None else SPECULATIVE + 1, next(self._seq), item))
+
+    def _get(self):
+        return heapq.heappop(self.queue)[2]
+
+
+class ModelThread(ThreadPoolExecutor):
+    """The one long-lived thread that runs every call into a model, taking waiting work by priority.
+
+    Sessions share one Talker: with first come, first served, a visitor's first words waited behind other
+    visitors' later fillers (issue "Many visitors at once"). A phrase runs to its end once started (the
+    model has one cache); what waits is taken `FIRST`, then `LATER`, then `SPECULATIVE`, each in arrival
+    order, so no visitor's phrase waits behind more than the phrases ahead of it in its own class.
+    It is a `ThreadPoolExecutor` so the interpreter joins it at exit like any other pool.
+    """
+
+    def __init__(self, thread_name_prefix: str = "convfill-model") -> None:
+        super().__init__(max_workers=1, thread_name_prefix=thread_name_prefix)
+        self._work_queue = _PriorityWork()
+        self._submit_lock = threading.Lock()
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        return self.submit_at(LATER, fn, *args, **kwargs)
+
+    def submit_at(self, priority: int, fn, /, *args, **kwargs) -> Future:
+        with self._submit_lock:
+            self._work_queue.priority = priority
+            return super().submit(fn, *args, **kwargs)
+
+    def at(self, priority: int) -> "_AtPriority":
+        """This thread as an `Executor`-like object whose `submit` uses `priority`."""
+        return _AtPriority(self, priority)
+
+
+class _AtPriority:
+    def __init__(self, pool: ModelThread, priority: int) -> None:
+        self.pool, self.priority = pool, priority
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        return self.pool.submit_at(self.priority, fn, *args, **kwargs)
+
 
 async def iterate_in_thread(make_iter: Callable[[threading.Event], Iterator[T]],
-                            executor: Executor | None = None) -> AsyncIterator[T]:
+                            executor: Executor | _AtPriority | None = None) -> AsyncIterator[T]:
     """Yield the items of `make_iter(stop)` produced on a worker thread; set `stop` when we stop early.
 
     The worker is not a daemon: at interpreter exit Python joins it (it drops out within one token once

@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 
-from ..aio import iterate_in_thread
+from ..aio import FIRST, LATER, SPECULATIVE, ModelThread, iterate_in_thread
 from ..errors import ConfigError
 from ..prompt import STYLES, TEMPLATES, PhraseContext, Template, build_prompt
 
@@ -45,8 +44,9 @@ class Talker:
         # Every call into the model runs on this one long-lived thread. llama.cpp's OpenMP keeps a thread
         # team per calling thread that spins for a while after each call: work from a second thread
         # (a prefill, then a phrase) made two teams fight over the cores, and a new thread per phrase
-        # paid for a new team (measured: a phrase after a prefill decoded at half speed).
-        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="convfill-model")
+        # paid for a new team (measured: a phrase after a prefill decoded at half speed). It takes waiting
+        # work by priority: a turn's first phrase before other sessions' later fillers (`convfill.aio`).
+        self._model_thread = ModelThread()
 
     def prompt(self, ctx: PhraseContext) -> str:
         return build_prompt(ctx, self.template, self.system, self.style)
@@ -116,8 +116,9 @@ class Talker:
         prefix = prompt[: prompt.index(marker)]
         await self._on_model_thread(self.warm_prefix, prefix)
 
-    async def _on_model_thread(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._model_thread, fn, *args)
+    async def _on_model_thread(self, fn, *args, priority: int = SPECULATIVE):
+        """`fn(*args)` on the model thread (by default after every phrase that waits: warm-ups, prefills)."""
+        return await asyncio.wrap_future(self._model_thread.submit_at(priority, fn, *args))
 
     async def prefill(self, ctx: PhraseContext) -> None:
         """Speculatively evaluate the whole prompt of `ctx` into the cache (the message being typed).
@@ -134,10 +135,12 @@ class Talker:
         prompt = self.prompt(ctx)
         options = self.phrase_options(ctx, prompt)
         release = self._wait_for_model()  # before queueing: a warm-up on the model thread yields to it
+        # First words first: a turn's opening phrase and a phrase from a waiting chunk go before later fillers.
+        priority = FIRST if not ctx.earlier or ctx.knowledge is not None else LATER
         try:
             async for piece in iterate_in_thread(
                     lambda stop: self._locked_generate(prompt, max_tokens, stop, release, options),
-                    self._model_thread):
+                    self._model_thread.at(priority)):
                 yield piece
         finally:
             release()  # cancelled before the model thread reached it: no longer waiting
