@@ -22,9 +22,10 @@ T = TypeVar("T")
 _DONE = object()
 
 # What waits for a Talker's model thread goes in this order (then first come, first served):
-FIRST = 0        # a turn's first phrase, or a phrase made from a knowledge chunk that is waiting
-LATER = 1        # a later filler, and anything submitted without a priority
-SPECULATIVE = 2  # warm-ups and prefills while someone types: only when no phrase waits
+FIRST = 0        # a turn's first phrase: the visitor hears nothing until it comes
+KNOWLEDGE = 1    # a phrase made from a knowledge chunk that is waiting
+LATER = 2        # a later filler, and anything submitted without a priority
+SPECULATIVE = 3  # warm-ups and prefills while someone types: only when no phrase waits
 
 
 class _PriorityWork(queue.PriorityQueue):
@@ -47,7 +48,7 @@ class ModelThread(ThreadPoolExecutor):
 
     Sessions share one Talker: with first come, first served, a visitor's first words waited behind other
     visitors' later fillers (issue "Many visitors at once"). A phrase runs to its end once started (the
-    model has one cache); what waits is taken `FIRST`, then `LATER`, then `SPECULATIVE`, each in arrival
+    model has one cache); what waits is taken `FIRST`, `KNOWLEDGE`, `LATER`, then `SPECULATIVE`, each in arrival
     order, so no visitor's phrase waits behind more than the phrases ahead of it in its own class.
     It is a `ThreadPoolExecutor` so the interpreter joins it at exit like any other pool.
     """

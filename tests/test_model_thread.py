@@ -8,7 +8,7 @@ import asyncio
 import threading
 import time
 
-from convfill.aio import FIRST, LATER, SPECULATIVE, ModelThread
+from convfill.aio import FIRST, KNOWLEDGE, LATER, SPECULATIVE, ModelThread
 from convfill.prompt import PhraseContext
 from convfill.talkers.base import Talker
 
@@ -48,11 +48,12 @@ async def test_first_words_go_before_later_fillers_and_prefills_wait_for_both():
              asyncio.create_task(_say(talker, PhraseContext("later A", earlier=("Hm.",)))),
              asyncio.create_task(_say(talker, PhraseContext("first B"))),
              asyncio.create_task(_say(talker, PhraseContext("later C", earlier=("Hm.",)))),
-             asyncio.create_task(_say(talker, PhraseContext("chunk D", knowledge="A fact.", earlier=("Hm.",))))]
-    await asyncio.sleep(0.1)  # all five are waiting on the model thread
+             asyncio.create_task(_say(talker, PhraseContext("chunk D", knowledge="A fact.", earlier=("Hm.",)))),
+             asyncio.create_task(_say(talker, PhraseContext("first E")))]
+    await asyncio.sleep(0.1)  # all six are waiting on the model thread
     talker.gate.set()
     await asyncio.gather(busy, *tasks)
-    assert talker.ran == ["busy", "first B", "chunk D", "later A", "later C", "prefill"]
+    assert talker.ran == ["busy", "first B", "first E", "chunk D", "later A", "later C", "prefill"]
 
 
 def test_the_pool_orders_by_priority_then_arrival_and_stops_cleanly():
@@ -60,12 +61,12 @@ def test_the_pool_orders_by_priority_then_arrival_and_stops_cleanly():
     order, gate = [], threading.Event()
     pool.submit(gate.wait, 5)
     futures = [pool.submit_at(p, order.append, name) for p, name in
-               [(SPECULATIVE, "s1"), (LATER, "l1"), (FIRST, "f1"), (LATER, "l2"), (FIRST, "f2")]]
+               [(SPECULATIVE, "s1"), (LATER, "l1"), (KNOWLEDGE, "k1"), (FIRST, "f1"), (LATER, "l2"), (FIRST, "f2")]]
     futures.append(pool.at(SPECULATIVE).submit(order.append, "s2"))
     futures.append(pool.submit(order.append, "default"))  # no priority: LATER
     gate.set()
     for f in futures:
         f.result(5)
-    assert order == ["f1", "f2", "l1", "l2", "default", "s1", "s2"]
+    assert order == ["f1", "f2", "k1", "l1", "l2", "default", "s1", "s2"]
     pool.shutdown(wait=True)  # the stop marker goes after queued work: nothing hangs
     assert not any(t.is_alive() for t in pool._threads)

@@ -143,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     ld.add_argument("--sessions", nargs="+", type=int, default=[1, 2, 4, 8], help="concurrent visitors per step")
     ld.add_argument("--rounds", type=int, default=3, help="turns per visitor per step")
     ld.add_argument("--reasoner-delay", type=float, default=0.5, help="the oracle's first-chunk delay (s)")
+    ld.add_argument("--stagger", type=float, default=0.0,
+                    help="seconds between visitors' sends (default 0: all at the same moment)")
     ld.add_argument("--url", default=None, help="a running app to measure (default: launch one here)")
     ld.add_argument("--json", action="store_true", help="print JSON instead of the markdown table")
     ld.set_defaults(func=cmd_load)
@@ -213,7 +215,7 @@ def cmd_hostile(args) -> dict:
 def cmd_load(args) -> dict:
     from .load import render, run_load
 
-    result = run_load(args.url, tuple(args.sessions), args.rounds, args.reasoner_delay)
+    result = run_load(args.url, tuple(args.sessions), args.rounds, args.reasoner_delay, args.stagger)
     return result if args.json else {**result, "_text": render(result)}
 
 

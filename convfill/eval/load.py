@@ -64,12 +64,13 @@ def _at_once(n: int, target, *args) -> None:
         t.join()
 
 
-def _one_turn(i: int, barrier: threading.Barrier, url: str, delay_s: float, out: list) -> None:
+def _one_turn(i: int, barrier: threading.Barrier, url: str, delay_s: float, out: list, stagger_s: float = 0.0) -> None:
     from gradio_client import Client
 
     question, knowledge = QUESTIONS[i % len(QUESTIONS)]
     client = Client(url, verbose=False, download_files=False)
     barrier.wait()
+    time.sleep(i * stagger_s)  # visitor i sends `i * stagger_s` after the first (0: all at the same moment)
     t0 = time.monotonic()
     try:
         chat, timeline, metrics, _ = client.predict(message=question, reasoner="oracle", knowledge=knowledge,
@@ -83,8 +84,9 @@ def _one_turn(i: int, barrier: threading.Barrier, url: str, delay_s: float, out:
         out.append({"ttft_ms": None, "turn_s": time.monotonic() - t0, "done": False, "error": str(e)[:200]})
 
 
-def run_load(url: str | None = None, sessions=(1, 2, 4, 8), rounds: int = 3, delay_s: float = 0.5) -> dict:
-    """TTFT p50/p95 and turn p50 per number of concurrent visitors."""
+def run_load(url: str | None = None, sessions=(1, 2, 4, 8), rounds: int = 3, delay_s: float = 0.5,
+             stagger_s: float = 0.0) -> dict:
+    """TTFT p50/p95 and turn p50 per number of concurrent visitors (sending together, or `stagger_s` apart)."""
     demo = None
     if url is None:
         from ..policy import Policy
@@ -97,7 +99,7 @@ def run_load(url: str | None = None, sessions=(1, 2, 4, 8), rounds: int = 3, del
         for n in sessions:
             results: list[dict] = []
             for _ in range(rounds):
-                _at_once(n, _one_turn, url, delay_s, results)
+                _at_once(n, _one_turn, url, delay_s, results, stagger_s)
             ttfts = [r["ttft_ms"] for r in results if r["ttft_ms"] is not None]
             rows.append({"sessions": n, "turns": len(results), "done": sum(r["done"] for r in results),
                          "ttft_ms_p50": _r(percentile(ttfts, 50)), "ttft_ms_p95": _r(percentile(ttfts, 95)),
@@ -106,7 +108,8 @@ def run_load(url: str | None = None, sessions=(1, 2, 4, 8), rounds: int = 3, del
     finally:
         if demo is not None:
             demo.close()
-    return {"reasoner": f"oracle, first chunk after {delay_s:g} s", "rounds": rounds, "rows": rows}
+    return {"reasoner": f"oracle, first chunk after {delay_s:g} s", "rounds": rounds, "stagger_s": stagger_s,
+            "rows": rows}
 
 
 def _r(v, digits: int = 1):

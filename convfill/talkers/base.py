@@ -11,7 +11,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
 
-from ..aio import FIRST, LATER, SPECULATIVE, ModelThread, iterate_in_thread
+from ..aio import FIRST, KNOWLEDGE, LATER, SPECULATIVE, ModelThread, iterate_in_thread
 from ..errors import ConfigError
 from ..prompt import STYLES, TEMPLATES, PhraseContext, Template, build_prompt
 
@@ -136,7 +136,7 @@ class Talker:
         options = self.phrase_options(ctx, prompt)
         release = self._wait_for_model()  # before queueing: a warm-up on the model thread yields to it
         # First words first: a turn's opening phrase and a phrase from a waiting chunk go before later fillers.
-        priority = FIRST if not ctx.earlier or ctx.knowledge is not None else LATER
+        priority = FIRST if not ctx.earlier else KNOWLEDGE if ctx.knowledge is not None else LATER
         try:
             async for piece in iterate_in_thread(
                     lambda stop: self._locked_generate(prompt, max_tokens, stop, release, options),
