@@ -58,7 +58,10 @@ class TurnFold:
     last_ms: float = 0.0  # the latest time any event (or heard audio) reached
 
     @classmethod
-    def of(cls, events: Iterable[Event]) -> TurnFold:
+    def of(cls, events: Iterable[Event] | TurnFold) -> TurnFold:
+        """The fold of `events`; a fold is returned as it is (the live view hands its own to the renderers)."""
+        if isinstance(events, TurnFold):
+            return events
         fold = cls()
         for ev in events:
             fold.apply(ev)

@@ -53,7 +53,7 @@ class TurnMetrics:
 
 def turn_metrics(events: Iterable[Event] | TurnFold) -> TurnMetrics:
     """`TurnMetrics` of one turn: its events in emission order, or their `TurnFold`."""
-    f = events if isinstance(events, TurnFold) else TurnFold.of(events)
+    f = TurnFold.of(events)
     chunk_at = {i: c.t_ms for i, c in f.chunks.items()}
     phrases = f.ordered()
     ended = f.ended_phrases()

@@ -23,6 +23,7 @@ from ..errors import ConfigError, ConvFillError
 from ..events import Event, event_from_dict
 from ..fold import TurnFold
 from ..nli import LABELS, normalize_label
+from .judge import named_judge
 from .report import markdown_table, plot_stacked
 
 KINDS = ("knowledge", "filler")
@@ -89,15 +90,10 @@ def _as_judge(obj) -> Judge:
 def entail_judge(model: str | None = None) -> tuple[Judge, str]:
     """(judge, the id of the model it runs) from `convfill.nli.judge`.
 
-    A named `model` (local dir or hub id) is loaded exactly or fails with its reason: a table must never
-    say one judge made it while another did. Without one, the configured judge is used, falling back to the
-    shipped offline judge, as in the labeling workbench.
+    Loaded by `judge.named_judge`: a named `model` exactly or ConfigError; without one the configured judge,
+    falling back to the shipped offline judge, as in the labeling workbench.
     """
-    from convfill.nli.judge import load_judge
-
-    obj, message = load_judge(model, fallback=model is None)
-    if obj is None:
-        raise ConfigError(f"No NLI judge: {message}")
+    obj, _ = named_judge(model)
     return _as_judge(obj), obj.model_id
 
 

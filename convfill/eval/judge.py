@@ -18,10 +18,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..jsonl import read_jsonl
 from ..nli import LABELS, normalize_label
-from ..nli.judge import DEFAULT_BATCH_SIZE, NLIError, load_judge, load_offline_judge
+from ..nli.judge import DEFAULT_BATCH_SIZE, NLIJudge, load_judge, load_offline_judge
 
 OFFLINE = "offline"  # --model name of the shipped offline judge
 
@@ -72,18 +72,17 @@ def evaluate_judge(judge, rows: list[dict], progress: bool = False) -> dict:
                           for lab in LABELS}}
 
 
-def build_judge(model: str | None, batch_size: int):
-    """`offline`: the shipped offline judge; a name or directory: that model exactly; None: the workbench's
-    choice (the configured model, else the offline judge). Says on stderr what was loaded."""
+def named_judge(model: str | None, batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[NLIJudge, str]:
+    """(judge, what was loaded) for an evaluation: `offline`: the shipped offline judge; a name or directory:
+    that model exactly, or ConfigError with its reason (a table must never say one judge made it while another
+    did); None: the workbench's choice (the configured model, else the offline judge)."""
     if model == OFFLINE:
         judge = load_offline_judge(batch_size=batch_size)
-        msg = f"NLI judge: {judge.model_id}"
-    else:
-        judge, msg = load_judge(model, fallback=model is None, batch_size=batch_size)
-        if judge is None:
-            raise NLIError(msg)
-    print(msg, file=sys.stderr)
-    return judge
+        return judge, f"NLI judge: {judge.model_id}"
+    judge, msg = load_judge(model, fallback=model is None, batch_size=batch_size)
+    if judge is None:
+        raise ConfigError(f"No NLI judge: {msg}")
+    return judge, msg
 
 
 def cmd_judge(args) -> dict:
@@ -94,7 +93,8 @@ def cmd_judge(args) -> dict:
     rows = (read_nli_data(args.data, args.limit) if args.data
             else read_human_labels(args.labels_db, args.annotator, args.limit))
     t0 = time.time()
-    judge = build_judge(args.model, args.batch_size)  # after the data: a bad file fails in milliseconds
+    judge, msg = named_judge(args.model, args.batch_size)  # after the data: a bad file fails in milliseconds
+    print(msg, file=sys.stderr)
     load_s = time.time() - t0
     t1, c1 = time.time(), time.process_time()
     res = evaluate_judge(judge, rows, progress=args.progress)  # bar on stderr, JSON on stdout

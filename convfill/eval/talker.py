@@ -42,6 +42,7 @@ from ..metrics import summarize
 from ..prompt import PhraseContext, sanitize
 from ..talkers import TalkerSpec
 from ..talkers.spec import NO_ADAPTER
+from .report import markdown_table
 from .talker_scores import (LEAK_MIN, EvalDataError, Slot, _mean, aggregate, load_eval_conversations, rescore, score_phrase,
                             turn_slots, write_file_splits)
 
@@ -197,13 +198,9 @@ def compare_table(results: dict[str, dict], gold: bool = True) -> str:
     cols = list(results)
     ref = next(iter(results.values()))["reference_gold"] if gold and results else None
     head = ["metric", *cols] + (["gold phrases (reference)"] if ref else [])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for key, label in TABLE_ROWS:
-        row = [label, *(_cell(results[c].get(key)) for c in cols)]
-        if ref:
-            row.append(_cell(ref.get(key)) if key in ref else "")
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+    rows = [[label, *(_cell(results[c].get(key)) for c in cols),
+             *([_cell(ref.get(key)) if key in ref else ""] if ref else [])] for key, label in TABLE_ROWS]
+    return markdown_table(head, rows).rstrip("\n")
 
 
 # ------------------------------------------------------------------------------------------------- CLI

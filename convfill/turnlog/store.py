@@ -167,7 +167,9 @@ class TurnLog:
     def end_turn(self, turn_id: str, events: Sequence[Event]) -> None:
         """The turn's outcome and metrics, and its full event log (token deltas excepted)."""
         events = persisted(events)
-        fold = TurnFold.of(events)
+        self._end_turn(turn_id, events, TurnFold.of(events))
+
+    def _end_turn(self, turn_id: str, events: list[Event], fold: TurnFold) -> None:
         end, m = fold.end, turn_metrics(fold)
 
         def write():
@@ -203,7 +205,7 @@ class TurnLog:
         self._guard(lambda: self._insert_rows("chunks", [_chunk_row(start.turn_id, c) for c in fold.chunks.values()]))
         self._guard(lambda: self._insert_rows("phrases", [_phrase_row(start.turn_id, p)
                                                           for p in fold.ended_phrases()]))
-        self.end_turn(start.turn_id, events)
+        self._end_turn(start.turn_id, events, fold)
         return start.turn_id
 
     # -------------------------------------------------------------------------------------------- read

@@ -343,10 +343,6 @@ class ChatSession:
         return [m for t in self.turns for m in t.messages()]
 
     @property
-    def last_events(self) -> list[Event]:
-        return self.turns[-1].events if self.turns else []
-
-    @property
     def last_fold(self) -> TurnFold:
         return self.turns[-1].fold if self.turns else TurnFold()
 

@@ -70,7 +70,7 @@ def render_timeline(events: Iterable[Event] | TurnFold, now_ms: float | None = N
     Returns:
         An HTML string; an empty turn gives the two empty lanes.
     """
-    f = events if isinstance(events, TurnFold) else TurnFold.of(events)
+    f = TurnFold.of(events)
     chunks, errors, heard, reasoner_end, turn_end, last = f.chunks, f.errors, f.heard, f.reasoner_end, f.end, f.last_ms
     phrases = {i: p for i, p in f.phrases.items() if p.started_ms is not None}  # a bar needs its start
     height = HEIGHT + (HEARD_EXTRA if heard else 0)

@@ -88,7 +88,7 @@ def _fmt(v: float | None) -> str:
 
 def render_metrics(events: list[Event] | TurnFold) -> str:
     """A small HTML table of `convfill.metrics.turn_metrics` for the turn so far (its events or their fold)."""
-    fold = events if isinstance(events, TurnFold) else TurnFold.of(events)
+    fold = TurnFold.of(events)
     if fold.start is None and not fold.phrases:
         return '<div class="cf-metrics"><em>Metrics appear with the first turn.</em></div>'
     m = turn_metrics(fold)
