@@ -24,32 +24,36 @@ _DONE = object()
 # What waits for a Talker's model thread goes in this order (then first come, first served):
 FIRST = 0        # a turn's first phrase: the visitor hears nothing until it comes
 KNOWLEDGE = 1    # a phrase made from a knowledge chunk that is waiting
-LATER = 2        # a later filler, and anything submitted without a priority
-SPECULATIVE = 3  # warm-ups and prefills while someone types: only when no phrase waits
+STREAMING = 2    # the next token of a phrase already speaking (round robin among them)
+LATER = 3        # a later filler, and anything submitted without a priority
+SPECULATIVE = 4  # warm-ups and prefills while someone types: only when no phrase waits
 
 
 class _PriorityWork(queue.PriorityQueue):
-    """`ThreadPoolExecutor`'s work queue in (priority, arrival) order; the pool's stop marker goes last."""
+    """`ThreadPoolExecutor`'s work queue in (priority, place in line) order; the pool's stop marker goes last."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.priority = LATER  # of the next `put` (set by `ModelThread.submit_at` under its lock)
-        self._seq = itertools.count()
+        self.place: tuple[int, int] = (LATER, 0)  # of the next `put` (set by `ModelThread` under its lock)
+        self.tickets = itertools.count()
+        self._tie = itertools.count()
 
     def _put(self, item) -> None:
-        heapq.heappush(self.queue, (self.priority if item is not None else SPECULATIVE + 1, next(self._seq), item))
+        place = self.place if item is not None else (SPECULATIVE + 1, next(self.tickets))
+        heapq.heappush(self.queue, (*place, next(self._tie), item))
 
     def _get(self):
-        return heapq.heappop(self.queue)[2]
+        return heapq.heappop(self.queue)[-1]
 
 
 class ModelThread(ThreadPoolExecutor):
     """The one long-lived thread that runs every call into a model, taking waiting work by priority.
 
     Sessions share one Talker: with first come, first served, a visitor's first words waited behind other
-    visitors' later fillers (issue "Many visitors at once"). A phrase runs to its end once started (the
-    model has one cache); what waits is taken `FIRST`, `KNOWLEDGE`, `LATER`, then `SPECULATIVE`, each in arrival
-    order, so no visitor's phrase waits behind more than the phrases ahead of it in its own class.
+    visitors' phrases (issue "Many visitors at once"). What waits is taken `FIRST`, `KNOWLEDGE`, `STREAMING`,
+    `LATER`, then `SPECULATIVE`, each in arrival order. A phrase is stepped one token per task
+    (`iterate_in_steps`): between two tokens of one visitor's phrase the thread takes another visitor's first
+    words, and phrases that hold separate caches take turns token by token.
     It is a `ThreadPoolExecutor` so the interpreter joins it at exit like any other pool.
     """
 
@@ -62,8 +66,16 @@ class ModelThread(ThreadPoolExecutor):
         return self.submit_at(LATER, fn, *args, **kwargs)
 
     def submit_at(self, priority: int, fn, /, *args, **kwargs) -> Future:
+        return self.submit_in_place(self.place(priority), fn, *args, **kwargs)
+
+    def place(self, priority: int) -> tuple[int, int]:
+        """A place in line at `priority`, behind everything that asked before. Work that has to wait for a
+        free cache keeps its place and is queued in it again when one frees."""
+        return priority, next(self._work_queue.tickets)
+
+    def submit_in_place(self, place: tuple[int, int], fn, /, *args, **kwargs) -> Future:
         with self._submit_lock:
-            self._work_queue.priority = priority
+            self._work_queue.place = place
             return super().submit(fn, *args, **kwargs)
 
     def at(self, priority: int) -> "_AtPriority":
@@ -122,6 +134,80 @@ async def iterate_in_thread(make_iter: Callable[[threading.Event], Iterator[T]],
             yield item
     finally:
         stop.set()  # cancellation or early close: the worker drops out after its current token
+
+
+Start = Callable[[threading.Event, Callable[[], None]], "Iterator[T] | None"]
+
+
+async def iterate_in_steps(start: Start, thread: ModelThread, priority: int) -> AsyncIterator[T]:
+    """Yield the items of the iterator `start(stop, resume)` returns, one item per task on `thread`.
+
+    The first item waits at `priority`; every later one at `STREAMING`, behind whatever waits ahead of it
+    (another visitor's first words), round robin with other phrases. `start` runs on the thread at the first
+    step; it returns None when the iterator cannot start yet (every cache is busy) and then calls `resume()`
+    once one frees, which queues the first step again in its original place. Setting `stop` (closing or
+    cancelling the async side) closes the iterator on the thread at its next step, within one token; at
+    interpreter exit a step that can no longer be queued closes it the same way.
+    """
+    loop = asyncio.get_running_loop()
+    q: asyncio.Queue = asyncio.Queue()
+    stop = threading.Event()
+    place = thread.place(priority)
+    held: list = []  # the running iterator, once started
+
+    def put(item) -> None:
+        try:
+            loop.call_soon_threadsafe(q.put_nowait, item)
+        except RuntimeError:  # loop already closed: nobody is listening any more
+            pass
+
+    def end(item=_DONE) -> None:
+        if held:
+            try:
+                held.pop().close()
+            except BaseException as e:  # noqa: BLE001 - reported below unless something already is
+                item = e if item is _DONE else item
+        put(item)
+        if item is not _DONE:
+            put(_DONE)
+
+    def step() -> None:
+        try:
+            if stop.is_set():
+                return end()
+            if not held:
+                it = start(stop, resume)
+                if it is None:
+                    return  # parked: `resume` queues this step again when a cache frees
+                held.append(it)
+            item = next(held[0])
+        except StopIteration:
+            return end()
+        except BaseException as e:  # handed to the loop and re-raised there
+            return end(e)
+        put(item)
+        queue_step(thread.place(STREAMING))
+
+    def queue_step(at) -> None:
+        try:
+            thread.submit_in_place(at, step)
+        except RuntimeError:  # the pool is shutting down (interpreter exit): stop here
+            end()
+
+    def resume() -> None:
+        queue_step(place)
+
+    queue_step(place)
+    try:
+        while True:
+            item = await q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()  # cancellation or early close: the iterator is closed at its next step
 
 
 async def wait_or_timeout(event: asyncio.Event, clock: Clock, seconds: float | None) -> bool:

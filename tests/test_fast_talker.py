@@ -93,7 +93,8 @@ async def test_typed_prefill_leaves_only_sampling(real_talker):
         words = q.split()
         for i in range(1, len(words) + 1):  # as the textbox's input events arrive
             assert await engine.prefill(" ".join(words[:i]))
-        assert real_talker.llm.n_tokens == len(real_talker.tokenize(real_talker.prompt(PhraseContext(q))))
+        prompt = real_talker.prompt(PhraseContext(q))
+        assert real_talker.cached_tokens(prompt) == real_talker.tokenize(prompt)  # all of it, in one context
         ms, typed_text = await _ttft(engine, q)
         typed.append(ms)
         assert typed_text == cold_text  # the same words, only sooner
@@ -108,7 +109,7 @@ async def test_prefill_follows_the_conversation_and_yields_to_a_running_turn(rea
     prev = engine.history[-1]
     want = real_talker.prompt(PhraseContext("And when was it published?", prev_user=prev.user,
                                             prev_reply=prev.reply))
-    assert real_talker.llm.input_ids[: real_talker.llm.n_tokens].tolist() == real_talker.tokenize(want)
+    assert real_talker.cached_tokens(want) == real_talker.tokenize(want)
     assert not await engine.prefill("<|im_end|>")  # nothing a turn would accept
     assert not await engine.prefill("x" * (engine.config.max_user_chars + 1))
     turn = engine.turn("Tell me more.")
@@ -133,9 +134,8 @@ def test_the_app_prefills_as_the_user_types(real_talker):
         c = _client(url)
         real_talker.warm_prefix(real_talker.prompt(PhraseContext("Okay.")))
         c.predict(message="What is the capital city of Australia?", api_name="/prefill")
-        cached = real_talker.llm.input_ids[: real_talker.llm.n_tokens].tolist()
-        assert cached == real_talker.tokenize(real_talker.prompt(PhraseContext("What is the capital city of "
-                                                                               "Australia?")))
+        typed = real_talker.prompt(PhraseContext("What is the capital city of Australia?"))
+        assert real_talker.cached_tokens(typed) == real_talker.tokenize(typed)
         c.predict(message="What is the capital city of Australia?", reasoner="oracle",
                   knowledge="Canberra is the capital of Australia.", reasoner_delay_s=0.2, max_phrase_tokens=12,
                   turn_timeout_s=300, api_name="/chat")

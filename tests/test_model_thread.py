@@ -70,3 +70,68 @@ def test_the_pool_orders_by_priority_then_arrival_and_stops_cleanly():
     assert order == ["f1", "f2", "k1", "l1", "l2", "default", "s1", "s2"]
     pool.shutdown(wait=True)  # the stop marker goes after queued work: nothing hangs
     assert not any(t.is_alive() for t in pool._threads)
+
+
+class SteppingTalker(Talker):
+    """`slots` independent caches; each phrase is `n` tokens of `hold_s`; `ran` records (who, token) in order
+    and `slots_used` which cache each phrase got."""
+
+    runtime = "stepping"
+
+    def __init__(self, slots: int, n: int = 4, hold_s: float = 0.01):
+        super().__init__("stepping")
+        self._slots.limit = slots
+        self.n, self.hold_s, self.ran, self.slots_used, self.gate = n, hold_s, [], {}, threading.Event()
+
+    def generate_in(self, slot, prompt, max_tokens, stop, options=None):
+        who = prompt.split("<|im_start|>user\n", 1)[1].split("<|im_end|>", 1)[0]
+        self.slots_used[who] = slot
+        for i in range(self.n):
+            if who == "busy" and i == 1:
+                self.gate.wait(5)  # holds the model until every other request is queued
+            time.sleep(self.hold_s)
+            self.ran.append((who, i))
+            yield f"{who}{i} "
+
+
+async def test_with_separate_caches_a_newcomers_first_words_go_between_two_tokens_of_a_phrase():
+    talker = SteppingTalker(slots=4)
+    busy = asyncio.create_task(_say(talker, PhraseContext("busy")))
+    while talker.ran != [("busy", 0)]:
+        await asyncio.sleep(0.005)
+    tasks = [asyncio.create_task(_say(talker, PhraseContext("later A", earlier=("Hm.",)))),
+             asyncio.create_task(_say(talker, PhraseContext("first B")))]
+    await asyncio.sleep(0.1)
+    talker.gate.set()
+    said = await asyncio.gather(busy, *tasks)
+    assert said == ["busy0 busy1 busy2 busy3 ", "later A0 later A1 later A2 later A3 ", "first B0 first B1 first B2 first B3 "]
+    order = talker.ran
+    # B's first token comes right after the busy phrase's second, long before that phrase ends ...
+    assert order[:3] == [("busy", 0), ("busy", 1), ("first B", 0)]
+    # ... then the two speaking phrases take turns; the later filler starts only when nothing else speaks.
+    assert order[3:9] == [("busy", 2), ("first B", 1), ("busy", 3), ("first B", 2), ("first B", 3), ("later A", 0)]
+    assert len(set(talker.slots_used.values())) == 2  # B got its own cache; A took a free one again
+
+
+async def test_when_every_cache_holds_a_phrase_newcomers_wait_in_their_place_in_line():
+    talker = SteppingTalker(slots=2, n=3)
+    first = [asyncio.create_task(_say(talker, PhraseContext(f"v{i}"))) for i in range(2)]
+    while len(talker.ran) < 2:
+        await asyncio.sleep(0.002)
+    waiting = [asyncio.create_task(_say(talker, PhraseContext("later C", earlier=("Hm.",)))),
+               asyncio.create_task(_say(talker, PhraseContext("first D"))),
+               asyncio.create_task(_say(talker, PhraseContext("first E")))]
+    await asyncio.gather(*first, *waiting)
+    starts = [who for who, i in talker.ran if i == 0]
+    assert starts == ["v0", "v1", "first D", "first E", "later C"]  # each free cache to the next in line
+    assert talker._slots.busy() == 0 and talker._slots.size == 2  # never more caches than the limit
+
+
+async def test_a_cancelled_phrase_gives_its_cache_back_within_one_token():
+    talker = SteppingTalker(slots=1, n=200, hold_s=0.005)
+    agen = talker.stream(PhraseContext("long"), 500)
+    await anext(agen)
+    await agen.aclose()
+    assert await asyncio.to_thread(talker._slots.wait_idle, 1.0)
+    assert len(talker.ran) < 10
+    assert (await _say(talker, PhraseContext("next"))).startswith("next0")  # the model is free again

@@ -62,9 +62,8 @@ async def test_remote_talker_runs_turns_and_stops_when_cut_off(talker_server):
     await anext(agen)
     t0 = time.monotonic()
     await agen.aclose()
-    acquired = await asyncio.to_thread(remote._lock.acquire, True, 5.0)
-    assert acquired and time.monotonic() - t0 < 3.0  # the stream was closed, not read to its end
-    remote._lock.release()
+    idle = await asyncio.to_thread(remote._slots.wait_idle, 5.0)
+    assert idle and time.monotonic() - t0 < 3.0  # the stream was closed, not read to its end
 
 
 def test_the_app_serves_an_operators_remote_talker(talker_server, monkeypatch):

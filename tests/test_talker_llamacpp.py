@@ -49,11 +49,8 @@ async def test_closing_the_stream_stops_generation_quickly(real_talker):
     await anext(agen)
     t0 = time.perf_counter()
     await agen.aclose()
-    acquired = await asyncio.to_thread(real_talker._lock.acquire, True, 2.0)
-    elapsed = time.perf_counter() - t0
-    if acquired:
-        real_talker._lock.release()
-    assert acquired and elapsed < 1.0
+    idle = await asyncio.to_thread(real_talker._slots.wait_idle, 2.0)
+    assert idle and time.perf_counter() - t0 < 1.0
 
 
 def test_missing_gguf_is_a_clear_error(tmp_path):
@@ -85,8 +82,8 @@ def test_cli_errors_are_one_line_exit_1():
 async def test_warm_fills_the_cache_with_the_next_prompts_prefix(real_talker):
     ctx = PhraseContext("And when was that?", prev_user="Who wrote Hamlet?", prev_reply="Shakespeare did.")
     await real_talker.warm(ctx)
-    cached = real_talker.llm.input_ids[: real_talker.llm.n_tokens].tolist()
     prompt_tokens = real_talker.tokenize(real_talker.prompt(ctx))
+    cached = real_talker.cached_tokens(real_talker.prompt(ctx))
     assert len(cached) > 10 and prompt_tokens[: len(cached)] == cached
     assert len(cached) < len(prompt_tokens)  # the new user text is not there yet
     text = await _say(real_talker, ctx)  # generation after a warm-up still works
@@ -113,3 +110,25 @@ def test_adapter_choice_none_gives_the_bare_prompted_base_and_other_models_get_n
     assert resolve_adapter("auto", tmp_path / "mine.gguf") is None  # trained for the shipped base only
     assert resolve_adapter(None) is None and resolve_adapter("none") is None
     assert resolve_adapter("x.gguf") == Path("x.gguf")
+
+
+async def test_visitors_at_once_get_a_context_each_and_take_turns_token_by_token(real_talker):
+    ctxs = [PhraseContext("Who wrote Pride and Prejudice?", "Jane Austen wrote Pride and Prejudice in 1813."),
+            PhraseContext("What is the capital of Australia?", "Canberra is the capital of Australia."),
+            PhraseContext("How many moons does Mars have?", "Mars has two moons, Phobos and Deimos.")]
+    alone = [await _say(real_talker, c, 16) for c in ctxs]
+    heard: list[tuple[int, str]] = []
+
+    async def say(i):
+        async for piece in real_talker.stream(ctxs[i], 16):
+            heard.append((i, piece))
+
+    await asyncio.gather(*(say(i) for i in range(3)))
+    together = ["".join(p for who, p in heard if who == i) for i in range(3)]
+    assert together == alone  # no visitor's cache was disturbed by another's tokens
+    who = [w for w, _ in heard]
+    assert who.index(2) < len(who) - 1 - who[::-1].index(0)  # the third began before the first ended
+    for c in ctxs:  # each prompt is held whole in a context of its own, ready for that visitor's next phrase
+        prompt = real_talker.tokenize(real_talker.prompt(c))
+        assert real_talker.cached_tokens(real_talker.prompt(c))[: len(prompt)] == prompt
+    assert 3 <= len(real_talker._contexts) <= real_talker._slots.limit

@@ -102,6 +102,7 @@ def run_load(url: str | None = None, sessions=(1, 2, 4, 8), rounds: int = 3, del
                 _at_once(n, _one_turn, url, delay_s, results, stagger_s)
             ttfts = [r["ttft_ms"] for r in results if r["ttft_ms"] is not None]
             rows.append({"sessions": n, "turns": len(results), "done": sum(r["done"] for r in results),
+                         "ttft_ms": ttfts,  # per turn, round by round (in the order turns ended)
                          "ttft_ms_p50": _r(percentile(ttfts, 50)), "ttft_ms_p95": _r(percentile(ttfts, 95)),
                          "turn_s_p50": _r(percentile([r["turn_s"] for r in results], 50), 2),
                          "errors": sorted({r["error"] for r in results if "error" in r})})

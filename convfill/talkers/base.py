@@ -11,9 +11,10 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
 
-from ..aio import FIRST, KNOWLEDGE, LATER, SPECULATIVE, ModelThread, iterate_in_thread
+from ..aio import FIRST, KNOWLEDGE, LATER, SPECULATIVE, ModelThread, iterate_in_steps
 from ..errors import ConfigError
 from ..prompt import STYLES, TEMPLATES, PhraseContext, Template, build_prompt
+from .slots import Choose, Slots, first_free
 
 
 class Talker:
@@ -35,9 +36,10 @@ class Talker:
         self.name, self.style = name, style
         self.template = TEMPLATES[template] if isinstance(template, str) else template
         self.system = system
-        # One generation at a time per loaded model: llama.cpp and torch KV caches are not thread-safe,
-        # and two sessions of the app can share one Talker.
-        self._lock = threading.Lock()
+        # Each phrase holds one of the model's caches from its first token to its last (llama.cpp and torch
+        # caches are not thread-safe, and sessions of the app share one Talker). Runtimes with one cache
+        # run phrases one after another; `LlamaCppTalker` keeps one per visitor (`slots`).
+        self._slots = Slots(self.max_slots())
         self._wanted = threading.Event()  # set while any generation waits for the model (warm-ups yield to it)
         self._waiting = 0
         self._waiting_lock = threading.Lock()
@@ -45,8 +47,23 @@ class Talker:
         # team per calling thread that spins for a while after each call: work from a second thread
         # (a prefill, then a phrase) made two teams fight over the cores, and a new thread per phrase
         # paid for a new team (measured: a phrase after a prefill decoded at half speed). It takes waiting
-        # work by priority: a turn's first phrase before other sessions' later fillers (`convfill.aio`).
+        # work by priority, one token at a time: a turn's first words before other sessions' phrases
+        # (`convfill.aio`).
         self._model_thread = ModelThread()
+
+    def max_slots(self) -> int:
+        """How many independent caches this runtime may keep (phrases in different ones interleave)."""
+        return 1
+
+    def reserve(self, visitors: int):
+        """Make caches for this many visitors phrasing at once ahead of need, on the model thread when
+        nothing waits, so no visitor's first words pay for one; a future that is done when they are made,
+        or None (runtimes with several caches override)."""
+        return None
+
+    def choose_slot(self, prompt: str) -> Choose:
+        """How to pick a cache for `prompt` among the free ones (runtimes that cache prefixes match them)."""
+        return first_free
 
     def prompt(self, ctx: PhraseContext) -> str:
         return build_prompt(ctx, self.template, self.system, self.style)
@@ -91,14 +108,10 @@ class Talker:
         knows the `PhraseContext`, `generate` only the prompt."""
         return {}
 
-    def _locked_generate(self, prompt: str, max_tokens: int, stop: threading.Event,
-                         release=lambda: None, options: dict | None = None) -> Iterator[str]:
-        with self._lock:
-            release()
-            if options:
-                yield from self.generate(prompt, max_tokens, stop, **options)
-            else:
-                yield from self.generate(prompt, max_tokens, stop)
+    def generate_in(self, slot: int, prompt: str, max_tokens: int, stop: threading.Event,
+                    options: dict | None = None) -> Iterator[str]:
+        """`generate` in cache `slot` (runtimes with several caches override)."""
+        return self.generate(prompt, max_tokens, stop, **(options or {}))
 
     def warm_prefix(self, prefix: str) -> None:
         """Blocking: pre-compute the KV cache for `prefix` (runtimes that cache prefixes override)."""
@@ -137,10 +150,16 @@ class Talker:
         release = self._wait_for_model()  # before queueing: a warm-up on the model thread yields to it
         # First words first: a turn's opening phrase and a phrase from a waiting chunk go before later fillers.
         priority = FIRST if not ctx.earlier else KNOWLEDGE if ctx.knowledge is not None else LATER
+
+        def start(stop: threading.Event, resume):
+            slot = self._slots.take(self.choose_slot(prompt), resume)
+            if slot is None:
+                return None  # every cache holds a phrase: wait, in line, for one to end
+            release()
+            return self._slots.holding(slot, self.generate_in(slot, prompt, max_tokens, stop, options))
+
         try:
-            async for piece in iterate_in_thread(
-                    lambda stop: self._locked_generate(prompt, max_tokens, stop, release, options),
-                    self._model_thread.at(priority)):
+            async for piece in iterate_in_steps(start, self._model_thread, priority):
                 yield piece
         finally:
             release()  # cancelled before the model thread reached it: no longer waiting

@@ -9,19 +9,26 @@ prompt up to the assistant block, so only the new tail is evaluated.
 from __future__ import annotations
 
 import codecs
+import functools
 import importlib.util
+import itertools
 import logging
 import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import TalkerLoadError
 from .. import paths
 from . import fillers
+from ..aio import SPECULATIVE
+from ..prompt import PhraseContext
 from .base import Talker
 from .merge import merged_copy
 from .probe import require_llamacpp
+from .slots import Slots
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +106,15 @@ class _quiet_stderr:
 
 
 THREADS_ENV = "CONVFILL_TALKER_THREADS"  # e.g. 1 on a machine whose cores are busy with other work
+SLOTS_ENV = "CONVFILL_TALKER_SLOTS"  # caches (llama.cpp contexts) one Talker keeps: visitors phrasing at once
+DEFAULT_SLOTS = 8
+
+
+def default_slots() -> int:
+    """Contexts one Talker may keep: CONVFILL_TALKER_SLOTS, else 8 (made as needed, ~65 MB each at n_ctx
+    2048, see docs/benchmarks.md; the weights are mmapped once)."""
+    env = os.environ.get(SLOTS_ENV, "").strip()
+    return int(env) if env.isdigit() and int(env) > 0 else DEFAULT_SLOTS
 
 
 def default_threads() -> int:
@@ -129,6 +145,39 @@ def load_llama(path: str | Path | None = None, n_ctx: int = 2048, n_threads: int
         raise TalkerLoadError(f"llama.cpp could not load {path.name}: {e}") from e
 
 
+def sibling_context(llm):
+    """Another context on `llm`'s loaded model: its own KV cache and decoding state, the weights shared.
+
+    Measured here: 38 ms and ~48 MB at n_ctx 2048, where loading the model file again took 0.2 s and ~65 MB.
+    llama-cpp-python (pinned) has no public call for it; this is the per-context half of `Llama.__init__`
+    on a copy of `llm`. The test that visitors at once each say what they say alone checks it.
+    """
+    import contextlib
+    import copy
+    import ctypes
+
+    import llama_cpp
+    from llama_cpp import _internals as internals
+
+    s = copy.copy(llm)
+    s._parent = llm  # the model is freed with `llm`'s stack: keep it alive as long as this context lives
+    s._stack = contextlib.ExitStack()
+    s._ctx = s._stack.enter_context(contextlib.closing(
+        internals.LlamaContext(model=llm._model, params=llm.context_params, verbose=False)))
+    s._batch = s._stack.enter_context(contextlib.closing(
+        internals.LlamaBatch(n_tokens=llm.n_batch, embd=0, n_seq_max=llm.context_params.n_ctx, verbose=False)))
+    if llm._lora_adapter is not None:  # an unmerged adapter is set per context
+        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(llm._lora_adapter)
+        if llama_cpp.llama_set_adapters_lora(s._ctx.ctx, adapters, 1, (ctypes.c_float * 1)(llm.lora_scale)):
+            raise TalkerLoadError("llama.cpp could not apply the adapter to a second context")
+    s._candidates = internals.LlamaTokenDataArray(n_vocab=llm._n_vocab)
+    s._sampler, s.cache, s.n_tokens, s._requires_eval = None, None, 0, True
+    s._mirostat_mu = ctypes.c_float(2.0 * 5.0)
+    s.input_ids = np.ndarray(llm.input_ids.shape, dtype=np.intc)
+    s.scores = np.ndarray(llm.scores.shape, dtype=np.single)
+    return s
+
+
 class LlamaCppTalker(Talker):
     """Talker on llama.cpp.
 
@@ -146,6 +195,9 @@ class LlamaCppTalker(Talker):
             variable CONVFILL_FILLER_SAMPLING=off), "off" (greedy like knowledge phrases) or a
             `fillers.FillerSampling`. Knowledge phrases are always decoded greedily.
         n_threads: CPU threads (default: up to 4).
+        slots: contexts kept on the one model file, one per visitor phrasing at once (default
+            `default_slots()`); made when first needed. Phrases in different contexts are stepped token by
+            token and each visitor keeps their cached prefix (`convfill.talkers.slots`).
         lora_path: GGUF LoRA adapter applied on top of the model: "auto" (default) = the shipped
             seed-trained ConvFill adapter when `model_path` is None, else none; "seed"; a path; None or
             "none" = no adapter (see `resolve_adapter`).
@@ -157,7 +209,7 @@ class LlamaCppTalker(Talker):
                  template: str = "chatml", temperature: float = 0.0, top_p: float = 0.9,
                  n_threads: int | None = None, n_ctx: int = 2048, lora_path: str | Path | None = AUTO_ADAPTER,
                  seed: int = 0, system: str | None = None, fast: bool = True, merge: bool = True,
-                 filler_sampling="auto"):
+                 filler_sampling="auto", slots: int | None = None):
         lora_path = resolve_adapter(lora_path, model_path)
         if lora_path is not None and not lora_path.exists():
             raise TalkerLoadError(f"LoRA adapter not found: {lora_path}")
@@ -179,6 +231,11 @@ class LlamaCppTalker(Talker):
         if fast and "q4_1" in path.name.lower():
             path = fast_copy(path)
         self.llm = load_llama(path, n_ctx=n_ctx, n_threads=n_threads, lora_path=lora_path, seed=seed)
+        # slot 0; the others are made by `_context` when first needed
+        self._contexts = [self.llm]
+        self._slots = Slots(slots or default_slots())
+        self._used: dict[int, int] = {}  # slot -> when a phrase last took it (least recently used goes first)
+        self._uses = itertools.count(1)
         self._stop_ids = {self.llm.token_eos()}
         for s in self.template.stops:
             ids = self.llm.tokenize(s.encode(), add_bos=False, special=True)
@@ -204,39 +261,95 @@ class LlamaCppTalker(Talker):
     def tokenize(self, prompt: str) -> list[int]:
         return self.llm.tokenize(prompt.encode(), add_bos=False, special=True)
 
+    def _context(self, slot: int):
+        """The llama.cpp context of `slot`, made on the model thread the first time (`sibling_context`, then
+        one small evaluation: a new context's first decode costs ~0.25 s more than later ones, measured)."""
+        while len(self._contexts) <= slot:
+            llm = sibling_context(self.llm)
+            llm.eval(self.tokenize(self.prompt(PhraseContext("")))[: self._header_tokens])
+            self._contexts.append(llm)
+        return self._contexts[slot]
+
+    def reserve(self, visitors: int):
+        last = None
+        for slot in range(len(self._contexts), min(visitors, self._slots.limit)):  # one task each: phrases go between
+            last = self._model_thread.submit_at(SPECULATIVE, self._context, slot)
+        return last  # the thread runs them in order: the last done means all are
+
+    def cached_tokens(self, prompt: str) -> list[int]:
+        """What the context holding the most of `prompt` has cached (a phrase or prefill for it goes there)."""
+        tokens = self.tokenize(prompt)
+        held = [c.input_ids[: c.n_tokens].tolist() for c in self._contexts]
+        return max(held, key=lambda ids: (_shared(ids, tokens), -len(ids)), default=[])
+
+    @functools.cached_property
+    def _header_tokens(self) -> int:
+        """Tokens every prompt starts with whatever the user said (the system block, the user header)."""
+        a, b = (self.tokenize(self.prompt(PhraseContext(u))) for u in ("a", "b"))
+        return _shared(a, b)
+
+    def choose_slot(self, prompt: str):
+        """The free context already holding the most of this prompt past the header every prompt starts
+        with (this visitor's own, for a later phrase or turn), else the free one used longest ago; a new
+        context only when every one holds a phrase (so one visitor, however many questions, costs one).
+        Runs on the model thread, where contexts do not change."""
+        tokens = np.asarray(self.tokenize(prompt))
+        mine = self._header_tokens + 1
+
+        def choose(free: list[int], size: int, limit: int) -> int | None:
+            held = {i: _shared(self._contexts[i].input_ids[: self._contexts[i].n_tokens], tokens)
+                    for i in free if i < len(self._contexts)}
+            best = max(held, key=lambda i: (held[i], self._used.get(i, 0)), default=None)
+            if best is not None and held[best] >= mine:
+                pick = best
+            elif free:
+                pick = min(free, key=lambda i: self._used.get(i, 0))
+            elif size < limit:
+                pick = size
+            else:
+                return None
+            self._used[pick] = next(self._uses)
+            return pick
+
+        return choose
+
+    def generate_in(self, slot, prompt, max_tokens, stop, options=None):
+        return self.generate(prompt, max_tokens, stop, slot=slot, **(options or {}))
+
     # Warm-up evaluates in small batches so a waiting generation request gets the model within ~20 ms.
     _WARM_BATCH = 16
 
     def warm_prefix(self, prefix: str) -> None:
-        tokens = self.tokenize(prefix)
-        if self._wanted.is_set() or not self._lock.acquire(timeout=0.5):
+        if self._wanted.is_set():
             return
+        slot = self._slots.take(self.choose_slot(prefix))
+        if slot is None:  # every context holds a phrase: a prefill is only a guess, skip it
+            return
+        tokens = self.tokenize(prefix)
         try:
-            cached = self.llm.input_ids[: self.llm.n_tokens].tolist()
-            n = 0
-            for a, b in zip(cached, tokens):
-                if a != b:
-                    break
-                n += 1
-            if n == len(tokens) and len(cached) > n:
+            llm = self._context(slot)
+            n = _shared(llm.input_ids[: llm.n_tokens], tokens)
+            if n == len(tokens) and llm.n_tokens > n:
                 # The prompt is a strict prefix of the cache: the logits held are a later position's. Evaluate
                 # its last token again, or the next generate would sample from them.
                 n -= 1
-            self.llm.n_tokens = n
+            llm.n_tokens = n
             for i in range(n, len(tokens), self._WARM_BATCH):
                 if self._wanted.is_set():
                     return
-                self.llm.eval(tokens[i: i + self._WARM_BATCH])
+                llm.eval(tokens[i: i + self._WARM_BATCH])
         finally:
-            self._lock.release()
+            self._slots.give(slot)
 
     def generate(self, prompt: str, max_tokens: int, stop: threading.Event,
-                 filler: fillers.FillerPlan | None = None) -> Iterator[str]:
-        """Greedy (or `temperature`) decoding; with `filler`, that filler's seeded sampling and steering."""
+                 filler: fillers.FillerPlan | None = None, slot: int = 0) -> Iterator[str]:
+        """Greedy (or `temperature`) decoding in context `slot`; with `filler`, that filler's seeded
+        sampling and steering."""
+        llm = self._context(slot)
         tokens = self.tokenize(prompt)
-        if len(tokens) + max_tokens > self.llm.n_ctx():
+        if len(tokens) + max_tokens > llm.n_ctx():
             # Keep the tail: the open assistant header and knowledge block matter most.
-            tokens = tokens[-(self.llm.n_ctx() - max_tokens):]
+            tokens = tokens[-(llm.n_ctx() - max_tokens):]
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         # A phrase is one line: stop at the end marker, a runaway header, or a newline after some text.
         stops = [*self.template.stops, "\n"]
@@ -253,15 +366,15 @@ class LlamaCppTalker(Talker):
                     return logits
 
                 opts["logits_processor"] = [ban]
-        saved_seed = self.llm._seed
+        saved_seed = llm._seed
         if filler is not None:
-            self.llm.set_seed(filler.seed)  # the sampler is built (and seeded) by llm.generate below
+            llm.set_seed(filler.seed)  # the sampler is built (and seeded) by llm.generate below
         try:
             emitted = 0
-            for i, tok in enumerate(self.llm.generate(tokens, repeat_penalty=1.1, reset=True, **opts)):
+            for i, tok in enumerate(llm.generate(tokens, repeat_penalty=1.1, reset=True, **opts)):
                 if stop.is_set() or tok in self._stop_ids or i >= max_tokens:
                     break
-                text = said[0] = said[0] + decoder.decode(self.llm.detokenize([tok], special=True))
+                text = said[0] = said[0] + decoder.decode(llm.detokenize([tok], special=True))
                 body = len(text) - len(text.lstrip())
                 cuts = [j for j in (text.find(s, body) for s in stops) if j >= 0]
                 end = min(cuts) if cuts else len(text)
@@ -271,7 +384,7 @@ class LlamaCppTalker(Talker):
                 if cuts:
                     break
         finally:
-            self.llm.set_seed(saved_seed)
+            llm.set_seed(saved_seed)
 
     def describe(self) -> dict:
         d = {**super().describe(), "temperature": self.temperature,
@@ -279,8 +392,16 @@ class LlamaCppTalker(Talker):
         return {**d, "merged": True} if self.merged else d
 
     def close(self) -> None:
-        """Free the model once no generation holds it (a worker stops within one token of `stop`)."""
-        with self._lock:
-            llm, self.llm = getattr(self, "llm", None), None
-            if llm is not None:
-                llm.close()
+        """Free the contexts once no phrase holds one (a phrase stops within one token of its `stop`)."""
+        self._slots.wait_idle(5.0)
+        contexts, self._contexts, self.llm = getattr(self, "_contexts", []), [], None
+        for llm in reversed(contexts):  # the first holds the model the others use
+            llm.close()
+
+
+def _shared(cached, tokens) -> int:
+    """How many leading tokens two token sequences have in common."""
+    a, b = np.asarray(cached), np.asarray(tokens)
+    n = min(len(a), len(b))
+    differ = np.flatnonzero(a[:n] != b[:n])
+    return int(differ[0]) if len(differ) else n

@@ -117,7 +117,8 @@ def build_studio(config: AppConfig, *, store: TurnLog, writer: StoreWriter | Non
     from .blocks import StudioBlocks
     from .chat import ChatContext, build_chat_tab
 
-    pool = pool or ModelPool(config.policy.limits.max_models)
+    limits = config.policy.limits
+    pool = pool or ModelPool(limits.max_models, visitors=limits.max_active_turns)
     runtime = llamacpp_status()
     if runtime.ok:
         _share_cores_with_llamacpp()
@@ -125,7 +126,7 @@ def build_studio(config: AppConfig, *, store: TurnLog, writer: StoreWriter | Non
     if not runtime.ok and default_reasoner == "local":
         default_reasoner = "oracle"  # the local Reasoner runs on llama.cpp too
     if config.preload_talker:
-        pool.talker(config.talkers[0])
+        pool.talker(config.talkers[0], ready=True)
     voice = _voice_service(config)
     ctx = ChatContext(pool=pool, store=store, talker_choices=config.talkers, default_reasoner=default_reasoner,
                       default_knowledge=config.default_knowledge, policy=config.policy, writer=writer,

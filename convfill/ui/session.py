@@ -91,11 +91,13 @@ class ModelPool:
     """Models loaded once per process and shared by all sessions (loading is serialised).
 
     At most `max_talkers` Talkers are kept (least recently used first out); one dropped while a session
-    still talks with it lives on in that session until it is done, then its memory is freed.
+    still talks with it lives on in that session until it is done, then its memory is freed. A Talker
+    loaded here makes caches for `visitors` sessions phrasing at once in the background (`Talker.reserve`;
+    None: as many as the Talker may keep).
     """
 
-    def __init__(self, max_talkers: int | None = 4) -> None:
-        self.max_talkers = max_talkers
+    def __init__(self, max_talkers: int | None = 4, visitors: int | None = None) -> None:
+        self.max_talkers, self.visitors = max_talkers, visitors
         self._talkers: collections.OrderedDict[TalkerSpec, Talker] = collections.OrderedDict()
         self._loading: dict[TalkerSpec, threading.Lock] = {}
         self._local: dict[str | None, Reasoner] = {}
@@ -109,11 +111,12 @@ class ModelPool:
         """The Talker for `spec` if it is loaded already, else None (never loads)."""
         return self._talkers.get(_pool_key(spec))
 
-    def talker(self, spec: str) -> Talker:
+    def talker(self, spec: str, ready: bool = False) -> Talker:
         """Blocking: the Talker for `spec`, loading it on first use (TalkerLoadError with the reason).
 
         A load (seconds) holds only that model's own lock: sessions using models already loaded never wait
-        for it, and two sessions asking for the same new model load it once.
+        for it, and two sessions asking for the same new model load it once. `ready`: also wait for the
+        caches it makes for visitors (start-up preloading; a visitor's load does not wait for them).
         """
         key = _pool_key(spec)
         with self._lock:
@@ -126,6 +129,9 @@ class ModelPool:
                 if key in self._talkers:  # loaded by the session we waited for
                     return self._talkers[key]
             talker = self._load(key)
+            reserved = talker.reserve(self.visitors or 1_000_000)
+            if ready and reserved is not None:
+                reserved.result()
             with self._lock:
                 while self.max_talkers is not None and len(self._talkers) >= self.max_talkers:
                     self._talkers.popitem(last=False)
