@@ -54,11 +54,12 @@ class ModelThread(ThreadPoolExecutor):
     `LATER`, then `SPECULATIVE`, each in arrival order. A phrase is stepped one token per task
     (`iterate_in_steps`): between two tokens of one visitor's phrase the thread takes another visitor's first
     words, and phrases that hold separate caches take turns token by token.
-    It is a `ThreadPoolExecutor` so the interpreter joins it at exit like any other pool.
+    It is a `ThreadPoolExecutor` so the interpreter joins it at exit like any other pool. With `workers` > 1
+    it orders requests to a server the same way (`RemoteTalker`: phrases in flight at once).
     """
 
-    def __init__(self, thread_name_prefix: str = "convfill-model") -> None:
-        super().__init__(max_workers=1, thread_name_prefix=thread_name_prefix)
+    def __init__(self, thread_name_prefix: str = "convfill-model", workers: int = 1) -> None:
+        super().__init__(max_workers=workers, thread_name_prefix=thread_name_prefix)
         self._work_queue = _PriorityWork()
         self._submit_lock = threading.Lock()
 

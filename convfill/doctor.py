@@ -216,7 +216,11 @@ def check_public_mode() -> Check:
     turns = ("no cap on turns talking at once" if lim.max_active_turns is None
              else f"at most {lim.max_active_turns} turns talking at once (CONVFILL_MAX_ACTIVE_TURNS)")
     tokens = "messages of any length" if lim.max_user_tokens is None else f"messages up to {lim.max_user_tokens} tokens"
-    limits = f"{turns}, {tokens}, {lim.max_models} Talkers in memory"
+    from .talkers.llamacpp import default_slots  # a constant and an env read: llama.cpp is not loaded
+
+    contexts = (f"a llama.cpp context for each of up to {default_slots()} visitors phrasing at once "
+                "(CONVFILL_TALKER_SLOTS, ~48 MB each)")
+    limits = f"{turns}, {tokens}, {lim.max_models} Talkers in memory, {contexts}"
     if p.public:
         hosts = ", ".join(p.allowed_hosts) or "none"
         return Check("public mode", OK, f"on: custom Base URLs only to allowed hosts ({hosts}), model paths only "

@@ -34,7 +34,8 @@ def talker_server(tmp_path_factory, real_talker):
     from convfill.talkers.merge import merged_copy
 
     log = tmp_path_factory.mktemp("talker_server") / "server.log"
-    with serve_gguf(merged_copy(default_gguf_path(), SEED_ADAPTER), "convfill-talker", log, n_threads=2) as url:
+    with serve_gguf(merged_copy(default_gguf_path(), SEED_ADAPTER), "convfill-talker", log, n_threads=2,
+                    interrupt=False) as url:
         yield url
 
 
@@ -64,6 +65,28 @@ async def test_remote_talker_runs_turns_and_stops_when_cut_off(talker_server):
     await agen.aclose()
     idle = await asyncio.to_thread(remote._slots.wait_idle, 5.0)
     assert idle and time.monotonic() - t0 < 3.0  # the stream was closed, not read to its end
+
+
+async def test_one_replica_keeps_its_visitors_phrases_in_flight_at_once(talker_server):
+    remote = get_talker("remote", model=talker_server)
+    ctxs = [c for c in CONTEXTS if c.knowledge is not None]  # greedy phrases: the same words every time
+    alone = [_say(remote, c) for c in ctxs]
+    peak, running = [0], [True]
+
+    async def watch():
+        while running[0]:
+            peak[0] = max(peak[0], remote._slots.busy())
+            await asyncio.sleep(0.002)
+
+    async def say(ctx):
+        return "".join([p async for p in remote.stream(ctx, 32)]).strip()
+
+    watcher = asyncio.create_task(watch())
+    together = await asyncio.gather(*(say(c) for c in ctxs))
+    running[0] = False
+    await watcher
+    assert together == alone
+    assert peak[0] == len(ctxs)  # every phrase was sent at once; the server decides how to batch them
 
 
 def test_the_app_serves_an_operators_remote_talker(talker_server, monkeypatch):

@@ -1,10 +1,11 @@
 """A Talker on an OpenAI-compatible *completions* server: raw ConvFill prompts in, streamed text out.
 
 This is how a deployment grows past one machine: several app replicas share one Talker server (llama.cpp's
-server, `python -m llama_cpp.server`, or vLLM on a GPU, which batches the requests it gets), and the apps keep
-only the engine. Today each app process still sends its server one phrase at a time (the Talker's lock and
-model thread serialize generation, as for a local model), so the server batches across replicas, not yet
-across one replica's sessions. The prompt is built here, byte-exact as for the local
+server, `python -m llama_cpp.server --interrupt_requests False` (by default it cuts a running phrase off
+when another request arrives), or vLLM on a GPU, which batches the requests it gets), and the apps keep
+only the engine. Each replica keeps up to `concurrency` phrases in flight (its visitors' phrases at once, the
+first words of a turn first when more wait), each read on a thread of its own: the server does the
+batching, and nothing here waits on the network while holding a model. The prompt is built here, byte-exact as for the local
 runtimes (`convfill.prompt`), and sent as is to `/v1/completions` (not chat: the server must not apply a
 chat template of its own); a phrase ends at the template's end marker or a newline, as locally. Stopping
 a phrase (barge-in) closes the HTTP stream.
@@ -17,11 +18,14 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+from ..aio import FIRST, KNOWLEDGE, LATER, ModelThread, iterate_in_thread
 from ..errors import ConfigError, TalkerLoadError
 from ..policy import parse_base_url
+from ..prompt import PhraseContext
 from .base import Talker
+from .slots import Slots
 
 
 class RemoteTalker(Talker):
@@ -33,13 +37,15 @@ class RemoteTalker(Talker):
             penalty 1.1 as the local runtime).
         api_key_env: variable holding the server's key (default: none needed).
         timeout_s: connect / read timeout.
+        concurrency: phrases this replica sends at once (default 8); more wait, first words first.
     """
 
     runtime = "remote"
 
     def __init__(self, base_url: str | None = None, *, server_model: str | None = None, style: str | None = None,
                  template: str = "chatml", temperature: float = 0.0, top_p: float = 0.9,
-                 api_key_env: str | None = None, timeout_s: float = 30.0, system: str | None = None, **_ignored):
+                 api_key_env: str | None = None, timeout_s: float = 30.0, system: str | None = None,
+                 concurrency: int = 8, **_ignored):
         if not base_url:
             raise ConfigError("The remote Talker needs the server's URL, e.g. remote:http://127.0.0.1:8080/v1")
         parse_base_url(base_url)
@@ -59,6 +65,23 @@ class RemoteTalker(Talker):
             raise TalkerLoadError(f"the Talker server at {self.base_url} serves no model")
         super().__init__(f"{self.server_model}@{self.base_url}", template, system, style or "convfill")
         self.temperature, self.top_p = temperature, top_p
+        self._slots = Slots(concurrency)  # requests in flight (a worker each, so taking one never fails)
+        self._requests = ModelThread("convfill-remote", workers=concurrency)
+
+    async def stream(self, ctx: PhraseContext, max_tokens: int = 48) -> AsyncIterator[str]:
+        """One phrase, read on a request thread of its own (not the model thread: the server computes)."""
+        prompt = self.prompt(ctx)
+        priority = FIRST if not ctx.earlier else KNOWLEDGE if ctx.knowledge is not None else LATER
+
+        def request(stop: threading.Event) -> Iterator[str]:
+            slot = self._slots.take()
+            if slot is None:  # more requests than workers cannot happen; refuse rather than overrun
+                raise TalkerLoadError("the remote Talker has no request slot free")
+            with self._slots.holding(slot, self.generate(prompt, max_tokens, stop)) as pieces:
+                yield from pieces
+
+        async for piece in iterate_in_thread(request, self._requests.at(priority)):
+            yield piece
 
     def generate(self, prompt: str, max_tokens: int, stop: threading.Event) -> Iterator[str]:
         stream = self.client.completions.create(model=self.server_model, prompt=prompt, max_tokens=max_tokens,

@@ -80,6 +80,12 @@ class Held:
     def __iter__(self) -> "Held":
         return self
 
+    def __enter__(self) -> "Held":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def __next__(self):
         try:
             return next(self.it)
