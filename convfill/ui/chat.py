@@ -250,8 +250,8 @@ def build_chat_tab(ctx: ChatContext) -> dict[str, gr.components.Component]:
                 "knowledge": knowledge, "reasoner_delay_s": delay, "oracle_gap_s": gap, "talker": talker,
                 **engine_controls, "voice_token": voice["voice_token"], "filler_pacing": voice["filler_pacing"],
                 "filler_lead_s": voice["filler_lead_s"]}
-    # Several sessions stream at once (concurrency_limit=None); the shared Talker's lock serialises
-    # generation. trigger_mode="multiple": a message sent while a turn runs starts a new turn that
+    # Several sessions stream at once (concurrency_limit=None); the shared Talker steps their phrases token
+    # by token on its model thread, a cache each (`convfill.talkers.slots`). trigger_mode="multiple": a message sent while a turn runs starts a new turn that
     # cancels the old one in the engine (barge-in) instead of being dropped by the browser.
     turn = gr.on([msg.submit, send.click], run_turn, inputs=[msg, state], inputs_kwargs=settings,
                  outputs=[chatbot, timeline, metrics, msg, state], api_name="chat", concurrency_limit=None,

@@ -3,7 +3,7 @@
 Every browser session gets its own `ChatSession` (kept in a `gr.State`): its own `Engine` (so its own
 conversation history), its own `TurnRecorder` (its own conversation in the store) and its own turn views.
 Loaded models are expensive, so they live once per process in a `ModelPool` and are shared: a Talker
-serialises generation with its own lock (`Talker._lock`), and the local Reasoner is shallow-copied per
+gives each session phrasing at once a cache of its own (`convfill.talkers.slots`), and the local Reasoner is shallow-copied per
 session so each copy has its own simulated delay but shares the one llama.cpp model and its lock.
 
 API keys typed in the app travel only in `TurnSettings.api_key` (hidden from `repr`) into the Reasoner
