@@ -126,15 +126,21 @@ async def iterate_in_thread(make_iter: Callable[[threading.Event], Iterator[T]],
     else:
         executor.submit(worker)
     try:
-        while True:
-            item = await q.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
+        async for item in _drain(q):
             yield item
     finally:
         stop.set()  # cancellation or early close: the worker drops out after its current token
+
+
+async def _drain(q: asyncio.Queue) -> AsyncIterator:
+    """Items a worker hands over until `_DONE` (its exception re-raised here)."""
+    while True:
+        item = await q.get()
+        if item is _DONE:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
 
 
 Start = Callable[[threading.Event, Callable[[], None]], "Iterator[T] | None"]
@@ -200,12 +206,7 @@ async def iterate_in_steps(start: Start, thread: ModelThread, priority: int) -> 
 
     queue_step(place)
     try:
-        while True:
-            item = await q.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
+        async for item in _drain(q):
             yield item
     finally:
         stop.set()  # cancellation or early close: the iterator is closed at its next step
