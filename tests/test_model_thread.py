@@ -135,3 +135,24 @@ async def test_a_cancelled_phrase_gives_its_cache_back_within_one_token():
     assert await asyncio.to_thread(talker._slots.wait_idle, 1.0)
     assert len(talker.ran) < 10
     assert (await _say(talker, PhraseContext("next"))).startswith("next0")  # the model is free again
+
+
+async def test_a_runtime_that_fails_before_its_first_token_frees_its_cache():
+    talker = SteppingTalker(slots=1)
+    calls = []
+
+    def broken(slot, prompt, max_tokens, stop, options=None):
+        calls.append(slot)
+        if len(calls) == 1:
+            raise RuntimeError("runtime down")
+        return SteppingTalker.generate_in(talker, slot, prompt, max_tokens, stop, options)
+
+    talker.generate_in = broken
+    try:
+        await _say(talker, PhraseContext("x"))
+    except RuntimeError as e:
+        assert "runtime down" in str(e)
+    else:
+        raise AssertionError("the failure was not reported")
+    assert talker._slots.busy() == 0
+    assert await _say(talker, PhraseContext("y")) == "y0 y1 y2 y3 "  # the one cache is usable again

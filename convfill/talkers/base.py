@@ -156,7 +156,12 @@ class Talker:
             if slot is None:
                 return None  # every cache holds a phrase: wait, in line, for one to end
             release()
-            return self._slots.holding(slot, self.generate_in(slot, prompt, max_tokens, stop, options))
+            try:
+                pieces = self.generate_in(slot, prompt, max_tokens, stop, options)
+            except BaseException:  # a runtime that fails before its first piece still frees the cache
+                self._slots.give(slot)
+                raise
+            return self._slots.holding(slot, pieces)
 
         try:
             async for piece in iterate_in_steps(start, self._model_thread, priority):
