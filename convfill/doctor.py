@@ -219,7 +219,7 @@ def check_public_mode() -> Check:
     from .talkers.llamacpp import default_slots  # a constant and an env read: llama.cpp is not loaded
 
     contexts = (f"a llama.cpp context for each of up to {default_slots()} visitors phrasing at once "
-                "(CONVFILL_TALKER_SLOTS, ~48 MB each)")
+                "(CONVFILL_TALKER_SLOTS, ~51 MB each)")
     limits = f"{turns}, {tokens}, {lim.max_models} Talkers in memory, {contexts}"
     if p.public:
         hosts = ", ".join(p.allowed_hosts) or "none"

@@ -132,3 +132,4 @@ async def test_visitors_at_once_get_a_context_each_and_take_turns_token_by_token
         prompt = real_talker.tokenize(real_talker.prompt(c))
         assert real_talker.cached_tokens(real_talker.prompt(c))[: len(prompt)] == prompt
     assert 3 <= len(real_talker._contexts) <= real_talker._slots.limit
+    assert all(c._model is real_talker.llm._model for c in real_talker._contexts)  # one model, not a copy each

@@ -111,8 +111,8 @@ DEFAULT_SLOTS = 8
 
 
 def default_slots() -> int:
-    """Contexts one Talker may keep: CONVFILL_TALKER_SLOTS, else 8 (made as needed, ~65 MB each at n_ctx
-    2048, see docs/benchmarks.md; the weights are mmapped once)."""
+    """Contexts one Talker may keep: CONVFILL_TALKER_SLOTS, else 8 (~51 MB each at n_ctx 2048, see
+    docs/benchmarks.md; all on the one loaded model)."""
     env = os.environ.get(SLOTS_ENV, "").strip()
     return int(env) if env.isdigit() and int(env) > 0 else DEFAULT_SLOTS
 
@@ -148,18 +148,18 @@ def load_llama(path: str | Path | None = None, n_ctx: int = 2048, n_threads: int
 def sibling_context(llm):
     """Another context on `llm`'s loaded model: its own KV cache and decoding state, the weights shared.
 
-    Measured here: 38 ms and ~48 MB at n_ctx 2048, where loading the model file again took 0.2 s and ~65 MB.
+    Measured here: ~51 MB each at n_ctx 2048 after a first evaluation (KV cache and compute buffers).
     llama-cpp-python (pinned) has no public call for it; this is the per-context half of `Llama.__init__`
     on a copy of `llm`. The test that visitors at once each say what they say alone checks it.
     """
     import contextlib
-    import copy
     import ctypes
 
     import llama_cpp
     from llama_cpp import _internals as internals
 
-    s = copy.copy(llm)
+    s = llama_cpp.Llama.__new__(llama_cpp.Llama)  # not copy.copy: Llama's __setstate__ loads the file again
+    s.__dict__.update(llm.__dict__)
     s._parent = llm  # the model is freed with `llm`'s stack: keep it alive as long as this context lives
     s._stack = contextlib.ExitStack()
     s._ctx = s._stack.enter_context(contextlib.closing(
