@@ -3,6 +3,7 @@
 Model runtimes (llama.cpp, torch) block while they compute. `iterate_in_thread` runs such an iterator on a
 worker thread and hands items to the event loop, and a `threading.Event` tells the worker to stop: closing
 or cancelling the async side stops generation within one token instead of letting it run to completion.
+`iterate_in_steps` does the same one item per task on a `ModelThread`, so phrases can take turns.
 """
 
 from __future__ import annotations

@@ -17,6 +17,11 @@ from ..prompt import STYLES, TEMPLATES, PhraseContext, Template, build_prompt
 from .slots import Choose, Slots, first_free
 
 
+def phrase_priority(ctx: PhraseContext) -> int:
+    """First words first: a turn's opening phrase and a phrase from a waiting chunk go before later fillers."""
+    return FIRST if not ctx.earlier else KNOWLEDGE if ctx.knowledge is not None else LATER
+
+
 class Talker:
     """A small local LM that speaks phrases. Subclasses implement `generate`.
 
@@ -39,7 +44,7 @@ class Talker:
         # Each phrase holds one of the model's caches from its first token to its last (llama.cpp and torch
         # caches are not thread-safe, and sessions of the app share one Talker). Runtimes with one cache
         # run phrases one after another; `LlamaCppTalker` keeps one per visitor (`slots`).
-        self._slots = Slots(self.max_slots())
+        self._slots = Slots(1)
         self._wanted = threading.Event()  # set while any generation waits for the model (warm-ups yield to it)
         self._waiting = 0
         self._waiting_lock = threading.Lock()
@@ -51,14 +56,10 @@ class Talker:
         # (`convfill.aio`).
         self._model_thread = ModelThread()
 
-    def max_slots(self) -> int:
-        """How many independent caches this runtime may keep (phrases in different ones interleave)."""
-        return 1
-
-    def reserve(self, visitors: int):
-        """Make caches for this many visitors phrasing at once ahead of need, on the model thread when
-        nothing waits, so no visitor's first words pay for one; a future that is done when they are made,
-        or None (runtimes with several caches override)."""
+    def reserve(self, visitors: int | None = None):
+        """Make caches for this many visitors phrasing at once (None: as many as the runtime may keep) ahead
+        of need, on the model thread when nothing waits, so no visitor's first words pay for one; a future
+        that is done when they are made, or None (runtimes with several caches override)."""
         return None
 
     def choose_slot(self, prompt: str) -> Choose:
@@ -148,8 +149,7 @@ class Talker:
         prompt = self.prompt(ctx)
         options = self.phrase_options(ctx, prompt)
         release = self._wait_for_model()  # before queueing: a warm-up on the model thread yields to it
-        # First words first: a turn's opening phrase and a phrase from a waiting chunk go before later fillers.
-        priority = FIRST if not ctx.earlier else KNOWLEDGE if ctx.knowledge is not None else LATER
+        priority = phrase_priority(ctx)
 
         def start(stop: threading.Event, resume):
             slot = self._slots.take(self.choose_slot(prompt), resume)

@@ -195,9 +195,9 @@ class LlamaCppTalker(Talker):
             variable CONVFILL_FILLER_SAMPLING=off), "off" (greedy like knowledge phrases) or a
             `fillers.FillerSampling`. Knowledge phrases are always decoded greedily.
         n_threads: CPU threads (default: up to 4).
-        slots: contexts kept on the one model file, one per visitor phrasing at once (default
-            `default_slots()`); made when first needed. Phrases in different contexts are stepped token by
-            token and each visitor keeps their cached prefix (`convfill.talkers.slots`).
+        slots: contexts kept on the one loaded model, one per visitor phrasing at once (default
+            `default_slots()`); made by `reserve` ahead of need, else when every one holds a phrase. Phrases in
+            different contexts are stepped token by token (`convfill.talkers.slots`).
         lora_path: GGUF LoRA adapter applied on top of the model: "auto" (default) = the shipped
             seed-trained ConvFill adapter when `model_path` is None, else none; "seed"; a path; None or
             "none" = no adapter (see `resolve_adapter`).
@@ -231,7 +231,7 @@ class LlamaCppTalker(Talker):
         if fast and "q4_1" in path.name.lower():
             path = fast_copy(path)
         self.llm = load_llama(path, n_ctx=n_ctx, n_threads=n_threads, lora_path=lora_path, seed=seed)
-        # slot 0; the others are made by `_context` when first needed
+        # slot 0; the others are made by `_context` (from `reserve`, or when every one is busy)
         self._contexts = [self.llm]
         self._slots = Slots(slots or default_slots())
         self._used: dict[int, int] = {}  # slot -> when a phrase last took it (least recently used goes first)
@@ -270,9 +270,9 @@ class LlamaCppTalker(Talker):
             self._contexts.append(llm)
         return self._contexts[slot]
 
-    def reserve(self, visitors: int):
-        last = None
-        for slot in range(len(self._contexts), min(visitors, self._slots.limit)):  # one task each: phrases go between
+    def reserve(self, visitors: int | None = None):
+        last, wanted = None, self._slots.limit if visitors is None else min(visitors, self._slots.limit)
+        for slot in range(len(self._contexts), wanted):  # one task each: phrases go between
             last = self._model_thread.submit_at(SPECULATIVE, self._context, slot)
         return last  # the thread runs them in order: the last done means all are
 

@@ -5,8 +5,8 @@ server, `python -m llama_cpp.server --interrupt_requests False` (by default it c
 when another request arrives), or vLLM on a GPU, which batches the requests it gets), and the apps keep
 only the engine. Each replica keeps up to `concurrency` phrases in flight (its visitors' phrases at once, the
 first words of a turn first when more wait), each read on a thread of its own: the server does the
-batching, and nothing here waits on the network while holding a model. The prompt is built here, byte-exact as for the local
-runtimes (`convfill.prompt`), and sent as is to `/v1/completions` (not chat: the server must not apply a
+batching, and nothing here waits on the network while holding a model. The prompt is built here, byte-exact
+as for the local runtimes (`convfill.prompt`), and sent as is to `/v1/completions` (not chat: the server must not apply a
 chat template of its own); a phrase ends at the template's end marker or a newline, as locally. Stopping
 a phrase (barge-in) closes the HTTP stream.
 
@@ -20,11 +20,11 @@ import os
 import threading
 from collections.abc import AsyncIterator, Iterator
 
-from ..aio import FIRST, KNOWLEDGE, LATER, ModelThread, iterate_in_thread
+from ..aio import ModelThread, iterate_in_thread
 from ..errors import ConfigError, TalkerLoadError
 from ..policy import parse_base_url
 from ..prompt import PhraseContext
-from .base import Talker
+from .base import Talker, phrase_priority
 from .slots import Slots
 
 
@@ -71,7 +71,6 @@ class RemoteTalker(Talker):
     async def stream(self, ctx: PhraseContext, max_tokens: int = 48) -> AsyncIterator[str]:
         """One phrase, read on a request thread of its own (not the model thread: the server computes)."""
         prompt = self.prompt(ctx)
-        priority = FIRST if not ctx.earlier else KNOWLEDGE if ctx.knowledge is not None else LATER
 
         def request(stop: threading.Event) -> Iterator[str]:
             slot = self._slots.take()
@@ -80,7 +79,7 @@ class RemoteTalker(Talker):
             with self._slots.holding(slot, self.generate(prompt, max_tokens, stop)) as pieces:
                 yield from pieces
 
-        async for piece in iterate_in_thread(request, self._requests.at(priority)):
+        async for piece in iterate_in_thread(request, self._requests.at(phrase_priority(ctx))):
             yield piece
 
     def generate(self, prompt: str, max_tokens: int, stop: threading.Event) -> Iterator[str]:

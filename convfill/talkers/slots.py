@@ -1,11 +1,10 @@
 """A Talker's independent caches ("slots"): a phrase holds one from its first token to its last.
 
 With one cache, switching between visitors throws the cached prompt away and phrases must run one after
-another. llama.cpp can hold several contexts on one model file (the weights are mmapped once, each context
-adds only its KV cache, measured in docs/benchmarks.md): a phrase in each, stepped token by token on the
-model thread (`convfill.aio.iterate_in_steps`), so a newcomer's first words need not wait for anyone's
-phrase to end and every visitor keeps their own prefix. Slots are made on demand up to a limit, so one
-visitor costs one cache.
+another. llama.cpp can hold several contexts on one loaded model (each adds its KV cache and compute buffers,
+measured in docs/benchmarks.md): a phrase in each, stepped token by token on the model thread
+(`convfill.aio.iterate_in_steps`), so a newcomer's first words need not wait for anyone's phrase to end.
+Up to a limit, a new slot is made when every one is busy (the app makes them at start-up, `Talker.reserve`).
 """
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ class ModelPool:
                 if key in self._talkers:  # loaded by the session we waited for
                     return self._talkers[key]
             talker = self._load(key)
-            reserved = talker.reserve(self.visitors or 1_000_000)
+            reserved = talker.reserve(self.visitors)
             if ready and reserved is not None:
                 reserved.result()
             with self._lock:
