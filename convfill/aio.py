@@ -13,6 +13,7 @@ import heapq
 import itertools
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import TypeVar
@@ -25,25 +26,40 @@ _DONE = object()
 # What waits for a Talker's model thread goes in this order (then first come, first served):
 FIRST = 0        # a turn's first phrase: the visitor hears nothing until it comes
 KNOWLEDGE = 1    # a phrase made from a knowledge chunk that is waiting
-STREAMING = 2    # the next token of a phrase already speaking (round robin among them)
-LATER = 3        # a later filler, and anything submitted without a priority
-SPECULATIVE = 4  # warm-ups and prefills while someone types: only when no phrase waits
+STREAMING = 2    # the next token of a phrase already speaking, and a later filler (round robin among them)
+LATER = 3        # anything submitted without a priority
+SPECULATIVE = 4  # warm-ups and prefills while someone types: when no phrase waits, or once they are old
+# Work below STREAMING that has waited this long goes next, before streaming tokens (only first words and
+# knowledge phrases still go ahead): under steady load from other visitors it would otherwise never run.
+AGE_S = 0.5
 
 
 class _PriorityWork(queue.PriorityQueue):
     """`ThreadPoolExecutor`'s work queue in (priority, place in line) order; the pool's stop marker goes last."""
 
-    def __init__(self) -> None:
+    def __init__(self, age_s: float = AGE_S) -> None:
         super().__init__()
         self.place: tuple[int, int] = (LATER, 0)  # of the next `put` (set by `ModelThread` under its lock)
         self.tickets = itertools.count()
+        self.age_s = age_s
         self._tie = itertools.count()
 
     def _put(self, item) -> None:
         place = self.place if item is not None else (SPECULATIVE + 1, next(self.tickets))
-        heapq.heappush(self.queue, (*place, next(self._tie), item))
+        heapq.heappush(self.queue, (*place, next(self._tie), time.monotonic(), item))
 
     def _get(self):
+        if self.queue[0][0] >= STREAMING:  # nobody's first words wait: is low-priority work overdue?
+            old = time.monotonic() - self.age_s
+            overdue = [i for i, (prio, _, _, since, item) in enumerate(self.queue)
+                       if prio > STREAMING and item is not None and since <= old]
+            if overdue:
+                i = min(overdue, key=lambda i: self.queue[i][1])  # the longest waiting
+                entry = self.queue[i]
+                self.queue[i] = self.queue[-1]
+                self.queue.pop()
+                heapq.heapify(self.queue)
+                return entry[-1]
         return heapq.heappop(self.queue)[-1]
 
 
@@ -52,16 +68,18 @@ class ModelThread(ThreadPoolExecutor):
 
     Sessions share one Talker: with first come, first served, a visitor's first words waited behind other
     visitors' phrases (issue "Many visitors at once"). What waits is taken `FIRST`, `KNOWLEDGE`, `STREAMING`,
-    `LATER`, then `SPECULATIVE`, each in arrival order. A phrase is stepped one token per task
+    `LATER`, then `SPECULATIVE`, each in arrival order, except that work below `STREAMING` waiting longer
+    than `age_s` goes before streaming tokens (so steady load cannot starve it). A phrase is stepped one token per task
     (`iterate_in_steps`): between two tokens of one visitor's phrase the thread takes another visitor's first
     words, and phrases that hold separate caches take turns token by token.
     It is a `ThreadPoolExecutor` so the interpreter joins it at exit like any other pool. With `workers` > 1
     it orders requests to a server the same way (`RemoteTalker`: phrases in flight at once).
     """
 
-    def __init__(self, thread_name_prefix: str = "convfill-model", workers: int = 1) -> None:
+    def __init__(self, thread_name_prefix: str = "convfill-model", workers: int = 1,
+                 age_s: float = AGE_S) -> None:
         super().__init__(max_workers=workers, thread_name_prefix=thread_name_prefix)
-        self._work_queue = _PriorityWork()
+        self._work_queue = _PriorityWork(age_s)
         self._submit_lock = threading.Lock()
 
     def submit(self, fn, /, *args, **kwargs) -> Future:

@@ -40,6 +40,7 @@ from .events import (ChunkArrived, ErrorEvent, Event, FirstToken, PhraseDelta, P
 from .prompt import PhraseContext, clean_output, sanitize
 from .reasoners.base import Message, Reasoner, ReasonerRequest
 from .talkers.base import Talker
+from .talkers.slots import VISITOR
 from .voice.playback import Playback
 
 log = logging.getLogger(__name__)
@@ -94,11 +95,15 @@ class Engine:
         config: scheduling settings.
         clock: time source; `FakeClock` in tests.
         observers: callables receiving every event (e.g. the SQLite recorder).
+        visitor: who this conversation is for, so a shared Talker keeps this visitor's cache for them
+            (`talkers.slots.VISITOR`); default: one of its own.
     """
 
     def __init__(self, talker: Talker, reasoner: Reasoner | None = None, config: EngineConfig | None = None,
-                 clock: Clock | None = None, observers: list[Observer] | tuple[Observer, ...] = ()):
+                 clock: Clock | None = None, observers: list[Observer] | tuple[Observer, ...] = (),
+                 visitor: object | None = None):
         self.talker, self.reasoner = talker, reasoner
+        self.visitor = object() if visitor is None else visitor  # a token: a Talker keeps it, not this engine
         self.config = config or EngineConfig()
         self.clock = clock or MonotonicClock()
         self.observers = list(observers)
@@ -148,7 +153,11 @@ class Engine:
             return False
         if len(text) > self.config.max_user_chars or not (user := sanitize(text)):
             return False
-        await self.talker.prefill(self._phrase_context(user, None, ()))
+        token = VISITOR.set(self.visitor)
+        try:
+            await self.talker.prefill(self._phrase_context(user, None, ()))
+        finally:
+            VISITOR.reset(token)
         return True
 
     async def cancel(self) -> None:
@@ -164,6 +173,7 @@ class Engine:
 
     # -------------------------------------------------------------------------------------------- turn
     async def _run(self, user: str, put: Callable[[Event], None]) -> None:
+        VISITOR.set(self.visitor)  # this task's own context: its phrases and the warm-up after it inherit it
         cfg = self.config
         t0 = self.clock.now_ms()
 

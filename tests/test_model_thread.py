@@ -8,7 +8,7 @@ import asyncio
 import threading
 import time
 
-from convfill.aio import FIRST, KNOWLEDGE, LATER, SPECULATIVE, ModelThread
+from convfill.aio import FIRST, KNOWLEDGE, LATER, SPECULATIVE, STREAMING, ModelThread
 from convfill.prompt import PhraseContext
 from convfill.talkers.base import Talker
 
@@ -30,7 +30,7 @@ class BlockingTalker(Talker):
         time.sleep(self.hold_s)
         yield who
 
-    def warm_prefix(self, prefix):
+    def warm_prefix(self, prefix, visitor=None):
         self.ran.append("prefill")
 
 
@@ -40,6 +40,7 @@ async def _say(talker, ctx):
 
 async def test_first_words_go_before_later_fillers_and_prefills_wait_for_both():
     talker = BlockingTalker()
+    talker._model_thread._work_queue.age_s = 60  # the order by rank alone (ageing: its own test below)
     busy = asyncio.create_task(_say(talker, PhraseContext("busy")))
     while talker.ran != ["busy"]:
         await asyncio.sleep(0.005)
@@ -57,7 +58,7 @@ async def test_first_words_go_before_later_fillers_and_prefills_wait_for_both():
 
 
 def test_the_pool_orders_by_priority_then_arrival_and_stops_cleanly():
-    pool = ModelThread("test-model")
+    pool = ModelThread("test-model", age_s=60)
     order, gate = [], threading.Event()
     pool.submit(gate.wait, 5)
     futures = [pool.submit_at(p, order.append, name) for p, name in
@@ -70,6 +71,30 @@ def test_the_pool_orders_by_priority_then_arrival_and_stops_cleanly():
     assert order == ["f1", "f2", "k1", "l1", "l2", "default", "s1", "s2"]
     pool.shutdown(wait=True)  # the stop marker goes after queued work: nothing hangs
     assert not any(t.is_alive() for t in pool._threads)
+
+
+def test_under_steady_streaming_a_waiting_prefill_still_runs_once_it_is_old():
+    pool = ModelThread("test-model", age_s=0.05)
+    order, stop = [], threading.Event()
+
+    def token(i):  # a phrase that keeps streaming: each token queues the next at STREAMING, as phrases do
+        order.append(i)
+        time.sleep(0.005)
+        if not stop.is_set():
+            pool.submit_at(STREAMING, token, i + 1)
+
+    pool.submit_at(STREAMING, token, 0)
+    prefill = pool.submit_at(SPECULATIVE, order.append, "prefill")
+    first = pool.submit_at(FIRST, order.append, "first")  # first words still go ahead of it
+    try:
+        prefill.result(2)  # without ageing it would wait for the stream to end (never)
+        first.result(2)
+    finally:
+        stop.set()
+        pool.shutdown(wait=True)
+    at = order.index("prefill")
+    assert order.index("first") < at
+    assert 3 <= at < 40, order[:50]  # streamed a while (~0.05 s of tokens), then its turn came
 
 
 class SteppingTalker(Talker):
@@ -108,9 +133,9 @@ async def test_with_separate_caches_a_newcomers_first_words_go_between_two_token
     order = talker.ran
     # B's first token comes right after the busy phrase's second, long before that phrase ends ...
     assert order[:3] == [("busy", 0), ("busy", 1), ("first B", 0)]
-    # ... then the two speaking phrases take turns; the later filler starts only when nothing else speaks.
-    assert order[3:9] == [("busy", 2), ("first B", 1), ("busy", 3), ("first B", 2), ("first B", 3), ("later A", 0)]
-    assert len(set(talker.slots_used.values())) == 2  # B got its own cache; A took a free one again
+    # ... then the later filler (queued before B) joins the round: the three phrases take turns token by token.
+    assert order[3:9] == [("later A", 0), ("busy", 2), ("first B", 1), ("later A", 1), ("busy", 3), ("first B", 2)]
+    assert len(set(talker.slots_used.values())) == 3  # a cache each
 
 
 async def test_when_every_cache_holds_a_phrase_newcomers_wait_in_their_place_in_line():

@@ -116,3 +116,15 @@ def test_the_app_serves_an_operators_remote_talker(talker_server, monkeypatch):
 def test_no_server_is_a_clear_load_error():
     with pytest.raises(TalkerLoadError, match="no Talker server answers"):
         get_talker("remote", model=f"http://127.0.0.1:{_free_port()}/v1")
+
+
+def test_an_operator_sets_how_many_phrases_a_replica_keeps_in_flight(talker_server, monkeypatch):
+    from convfill.errors import ConfigError
+
+    monkeypatch.setenv("CONVFILL_REMOTE_CONCURRENCY", "3")
+    remote = get_talker("remote", model=talker_server)
+    assert remote._slots.limit == 3 and remote._requests._max_workers == 3
+    for bad in ("0", "many", "-2", "100000"):
+        monkeypatch.setenv("CONVFILL_REMOTE_CONCURRENCY", bad)
+        with pytest.raises(ConfigError, match="CONVFILL_REMOTE_CONCURRENCY"):
+            get_talker("remote", model=talker_server)

@@ -11,7 +11,7 @@ import pytest
 
 from convfill.errors import TalkerLoadError
 from convfill.prompt import PhraseContext
-from convfill.talkers.llamacpp import LlamaCppTalker, default_gguf_path
+from convfill.talkers.llamacpp import LlamaCppTalker, _shared, default_gguf_path
 
 pytestmark = pytest.mark.model
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,3 +133,43 @@ async def test_visitors_at_once_get_a_context_each_and_take_turns_token_by_token
         assert real_talker.cached_tokens(real_talker.prompt(c))[: len(prompt)] == prompt
     assert 3 <= len(real_talker._contexts) <= real_talker._slots.limit
     assert all(c._model is real_talker.llm._model for c in real_talker._contexts)  # one model, not a copy each
+
+
+async def test_visitors_taking_turns_keep_their_own_context_even_when_questions_start_alike(model_home):
+    """Two sessions talk in turns through their own engines on one Talker with two contexts made ahead. Each
+    turn (its phrases and the warm-up after it) stays in the visitor's own context, though B's question starts
+    like A's ("What is the capital of") and would match A's cache best: B must not throw A's turn away."""
+    from convfill.config import EngineConfig
+    from convfill.engine import Engine
+    from convfill.events import TurnEnded
+
+    talker = LlamaCppTalker(temperature=0.0, slots=4)
+    try:
+        await asyncio.wrap_future(talker.reserve(2))
+        used: list[tuple[str, int]] = []
+        generate_in = talker.generate_in
+
+        def recording(slot, prompt, *args):
+            used.append((prompt.rsplit("<|im_start|>user\n", 1)[1].split("<|im_end|>", 1)[0], slot))
+            return generate_in(slot, prompt, *args)
+
+        talker.generate_in = recording
+        config = EngineConfig(max_fillers=1, max_phrase_tokens=8)
+        a, b = Engine(talker, None, config), Engine(talker, None, config)
+        turns = [(a, "What is the capital of Australia?"), (b, "What is the capital of France?"),
+                 (a, "And its population?"), (b, "And its river?")]
+        for engine, text in turns:
+            events = [ev async for ev in engine.turn(text)]
+            assert isinstance(events[-1], TurnEnded) and events[-1].reason == "done"
+            await engine._warming  # the warm-up of the next turn's prefix, in the same context
+        slot = dict(used)
+        assert [u for u, _ in used] == [t for _, t in turns]
+        assert slot[turns[0][1]] == slot[turns[2][1]] != slot[turns[1][1]] == slot[turns[3][1]]
+        assert len(talker._contexts) == 2  # the two made ahead; none made for turns
+        # A's context still starts with A's conversation: its next turn re-evaluates only the new words
+        a_next = talker.prompt(a._phrase_context("Thanks!", None, ()))
+        held = talker._contexts[slot[turns[0][1]]]
+        shared = _shared(held.input_ids[: held.n_tokens], talker.tokenize(a_next))
+        assert shared >= len(talker.tokenize(a_next.split("Thanks!")[0])) - 1  # all up to A's new words
+    finally:
+        talker.close()

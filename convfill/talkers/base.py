@@ -11,15 +11,16 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
 
-from ..aio import FIRST, KNOWLEDGE, LATER, SPECULATIVE, ModelThread, iterate_in_steps
+from ..aio import FIRST, KNOWLEDGE, SPECULATIVE, STREAMING, ModelThread, iterate_in_steps
 from ..errors import ConfigError
 from ..prompt import STYLES, TEMPLATES, PhraseContext, Template, build_prompt
-from .slots import Choose, Slots, first_free
+from .slots import VISITOR, Choose, Slots, first_free
 
 
 def phrase_priority(ctx: PhraseContext) -> int:
-    """First words first: a turn's opening phrase and a phrase from a waiting chunk go before later fillers."""
-    return FIRST if not ctx.earlier else KNOWLEDGE if ctx.knowledge is not None else LATER
+    """First words first: a turn's opening phrase and a phrase from a waiting chunk go before anything else;
+    a later filler joins the round of phrases already speaking (ranked below them, it waited for them all)."""
+    return FIRST if not ctx.earlier else KNOWLEDGE if ctx.knowledge is not None else STREAMING
 
 
 class Talker:
@@ -62,8 +63,9 @@ class Talker:
         that is done when they are made, or None (runtimes with several caches override)."""
         return None
 
-    def choose_slot(self, prompt: str) -> Choose:
-        """How to pick a cache for `prompt` among the free ones (runtimes that cache prefixes match them)."""
+    def choose_slot(self, prompt: str, visitor: object | None = None) -> Choose:
+        """How to pick a cache for `visitor`'s `prompt` among the free ones (runtimes that cache prefixes
+        match them)."""
         return first_free
 
     def prompt(self, ctx: PhraseContext) -> str:
@@ -114,8 +116,8 @@ class Talker:
         """`generate` in cache `slot` (runtimes with several caches override)."""
         return self.generate(prompt, max_tokens, stop, **(options or {}))
 
-    def warm_prefix(self, prefix: str) -> None:
-        """Blocking: pre-compute the KV cache for `prefix` (runtimes that cache prefixes override)."""
+    def warm_prefix(self, prefix: str, visitor: object | None = None) -> None:
+        """Blocking: pre-compute the KV cache for `visitor`'s `prefix` (runtimes that cache prefixes override)."""
 
     async def warm(self, ctx: PhraseContext) -> None:
         """Pre-fill the cache with the part of the next turn's prompt that is already known.
@@ -128,7 +130,7 @@ class Talker:
         prompt = build_prompt(ctx.__class__(user=marker, prev_user=ctx.prev_user, prev_reply=ctx.prev_reply),
                               self.template, self.system, self.style)
         prefix = prompt[: prompt.index(marker)]
-        await self._on_model_thread(self.warm_prefix, prefix)
+        await self._on_model_thread(self.warm_prefix, prefix, VISITOR.get())
 
     async def _on_model_thread(self, fn, *args, priority: int = SPECULATIVE):
         """`fn(*args)` on the model thread (by default after every phrase that waits: warm-ups, prefills)."""
@@ -142,17 +144,17 @@ class Talker:
         sampling (llama.cpp samples an exactly cached prompt without a decode step). Edits reuse the
         longest common prefix; a generation request pre-empts it within one small batch (`_wanted`).
         """
-        await self._on_model_thread(self.warm_prefix, self.prompt(ctx))
+        await self._on_model_thread(self.warm_prefix, self.prompt(ctx), VISITOR.get())
 
     async def stream(self, ctx: PhraseContext, max_tokens: int = 48) -> AsyncIterator[str]:
         """Async text pieces of one phrase for `ctx`."""
         prompt = self.prompt(ctx)
         options = self.phrase_options(ctx, prompt)
         release = self._wait_for_model()  # before queueing: a warm-up on the model thread yields to it
-        priority = phrase_priority(ctx)
+        priority, visitor = phrase_priority(ctx), VISITOR.get()
 
         def start(stop: threading.Event, resume):
-            slot = self._slots.take(self.choose_slot(prompt), resume)
+            slot = self._slots.take(self.choose_slot(prompt, visitor), resume)
             if slot is None:
                 return None  # every cache holds a phrase: wait, in line, for one to end
             release()

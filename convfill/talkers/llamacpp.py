@@ -233,8 +233,10 @@ class LlamaCppTalker(Talker):
         self.llm = load_llama(path, n_ctx=n_ctx, n_threads=n_threads, lora_path=lora_path, seed=seed)
         # slot 0; the others are made by `_context` (from `reserve`, or when every one is busy)
         self._contexts = [self.llm]
+        self._closed = False
         self._slots = Slots(slots or default_slots())
         self._used: dict[int, int] = {}  # slot -> when a phrase last took it (least recently used goes first)
+        self._owner: dict[int, object | None] = {}  # slot -> the visitor who last took it (`slots.VISITOR`)
         self._uses = itertools.count(1)
         self._stop_ids = {self.llm.token_eos()}
         for s in self.template.stops:
@@ -264,6 +266,8 @@ class LlamaCppTalker(Talker):
     def _context(self, slot: int):
         """The llama.cpp context of `slot`, made on the model thread the first time (`sibling_context`, then
         one small evaluation: a new context's first decode costs ~0.25 s more than later ones, measured)."""
+        if self._closed:
+            raise TalkerLoadError(f"the Talker {self.name} was closed")
         while len(self._contexts) <= slot:
             llm = sibling_context(self.llm)
             llm.eval(self.tokenize(self.prompt(PhraseContext("")))[: self._header_tokens])
@@ -273,8 +277,17 @@ class LlamaCppTalker(Talker):
     def reserve(self, visitors: int | None = None):
         last, wanted = None, self._slots.limit if visitors is None else min(visitors, self._slots.limit)
         for slot in range(len(self._contexts), wanted):  # one task each: phrases go between
-            last = self._model_thread.submit_at(SPECULATIVE, self._context, slot)
+            last = self._model_thread.submit_at(SPECULATIVE, self._make_context, slot)
         return last  # the thread runs them in order: the last done means all are
+
+    def _make_context(self, slot: int) -> None:
+        """`reserve`'s task: best effort (a context that cannot be made now is made when a phrase needs it)."""
+        if self._closed:
+            return
+        try:
+            self._context(slot)
+        except Exception as e:  # noqa: BLE001 - e.g. out of memory: visitors share fewer contexts
+            log.warning("could not make context %d of %s ahead of need: %s", slot, self.name, e)
 
     def cached_tokens(self, prompt: str) -> list[int]:
         """What the context holding the most of `prompt` has cached (a phrase or prefill for it goes there)."""
@@ -288,27 +301,42 @@ class LlamaCppTalker(Talker):
         a, b = (self.tokenize(self.prompt(PhraseContext(u))) for u in ("a", "b"))
         return _shared(a, b)
 
-    def choose_slot(self, prompt: str):
-        """The free context already holding the most of this prompt past the header every prompt starts
-        with (this visitor's own, for a later phrase or turn), else the free one used longest ago; a new
-        context only when every one holds a phrase (so one visitor, however many questions, costs one).
-        Runs on the model thread, where contexts do not change."""
+    def choose_slot(self, prompt: str, visitor: object | None = None):
+        """Which free context a phrase or prefill for `visitor` takes, best first:
+
+        1. the one already holding the most of this prompt past the header every prompt starts with, unless
+           another visitor last used it (a question that starts like theirs must not throw their turn away);
+        2. one this visitor used last; 3. one holding no visitor's words (made ahead by `reserve`, or unused);
+        4. the one used longest ago; 5. a new one, only when every one holds a phrase (so one visitor, however
+           many questions, costs one context).
+        Runs on the model thread, where contexts do not change.
+        """
         tokens = np.asarray(self.tokenize(prompt))
-        mine = self._header_tokens + 1
+        mine, header = self._header_tokens + 1, self._header_tokens
 
         def choose(free: list[int], size: int, limit: int) -> int | None:
-            held = {i: _shared(self._contexts[i].input_ids[: self._contexts[i].n_tokens], tokens)
-                    for i in free if i < len(self._contexts)}
-            best = max(held, key=lambda i: (held[i], self._used.get(i, 0)), default=None)
+            made = [i for i in free if i < len(self._contexts)]
+            held = {i: _shared(self._contexts[i].input_ids[: self._contexts[i].n_tokens], tokens) for i in made}
+            ours = [i for i in made if visitor is None or self._owner.get(i) in (None, visitor)]
+            recent = lambda i: self._used.get(i, 0)  # noqa: E731
+            best = max(ours, key=lambda i: (held[i], recent(i)), default=None)
+            own = [i for i in made if visitor is not None and self._owner.get(i) == visitor]
+            blank = [i for i in made if self._contexts[i].n_tokens <= header]
             if best is not None and held[best] >= mine:
                 pick = best
+            elif own:
+                pick = max(own, key=recent)
+            elif blank:
+                pick = min(blank, key=recent)
+            elif size < len(self._contexts):  # made by `reserve`, never taken
+                pick = size
             elif free:
-                pick = min(free, key=lambda i: self._used.get(i, 0))
+                pick = min(free, key=recent)
             elif size < limit:
                 pick = size
             else:
                 return None
-            self._used[pick] = next(self._uses)
+            self._used[pick], self._owner[pick] = next(self._uses), visitor
             return pick
 
         return choose
@@ -319,10 +347,10 @@ class LlamaCppTalker(Talker):
     # Warm-up evaluates in small batches so a waiting generation request gets the model within ~20 ms.
     _WARM_BATCH = 16
 
-    def warm_prefix(self, prefix: str) -> None:
-        if self._wanted.is_set():
+    def warm_prefix(self, prefix: str, visitor: object | None = None) -> None:
+        if self._wanted.is_set() or self._closed:
             return
-        slot = self._slots.take(self.choose_slot(prefix))
+        slot = self._slots.take(self.choose_slot(prefix, visitor))
         if slot is None:  # every context holds a phrase: a prefill is only a guess, skip it
             return
         tokens = self.tokenize(prefix)
@@ -392,12 +420,26 @@ class LlamaCppTalker(Talker):
         return {**d, "merged": True} if self.merged else d
 
     def close(self) -> None:
-        """Free the contexts once no phrase holds one (a phrase stops within one token of its `stop`)."""
+        """Free the contexts once no phrase holds one (a phrase stops within one token of its `stop`), on the
+        model thread after the work queued there (a `reserve` left running must not make a context on a freed
+        model); phrases asked for afterwards fail with TalkerLoadError, warm-ups do nothing."""
+        self._closed = True
         self._slots.wait_idle(5.0)
-        contexts, self._contexts, self.llm = getattr(self, "_contexts", []), [], None
-        for llm in reversed(contexts):  # the first holds the model the others use
-            llm.close()
 
+        def free() -> None:
+            contexts, self._contexts, self.llm = getattr(self, "_contexts", []), [], None
+            for llm in reversed(contexts):  # the first holds the model the others use
+                llm.close()
+
+        thread = self._model_thread
+        if threading.current_thread() in thread._threads:
+            free()
+        else:
+            try:
+                thread.submit_at(SPECULATIVE, free).result(30)
+            except RuntimeError:  # the thread is shut down already (the interpreter is exiting)
+                free()
+            thread.shutdown(wait=False)
 
 def _shared(cached, tokens) -> int:
     """How many leading tokens two token sequences have in common."""

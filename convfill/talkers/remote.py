@@ -27,6 +27,18 @@ from ..prompt import PhraseContext
 from .base import Talker, phrase_priority
 from .slots import Slots
 
+CONCURRENCY_ENV = "CONVFILL_REMOTE_CONCURRENCY"
+
+
+def default_concurrency() -> int:
+    """Phrases one replica keeps in flight: CONVFILL_REMOTE_CONCURRENCY (a positive integer), else 8."""
+    env = os.environ.get(CONCURRENCY_ENV, "").strip()
+    if not env:
+        return 8
+    if not env.isdigit() or not 0 < int(env) <= 1024:
+        raise ConfigError(f"{CONCURRENCY_ENV}={env!r}: use a whole number from 1 to 1024")
+    return int(env)
+
 
 class RemoteTalker(Talker):
     """Args:
@@ -37,7 +49,8 @@ class RemoteTalker(Talker):
             penalty 1.1 as the local runtime).
         api_key_env: variable holding the server's key (default: none needed).
         timeout_s: connect / read timeout.
-        concurrency: phrases this replica sends at once (default 8); more wait, first words first.
+        concurrency: phrases this replica sends at once (default: CONVFILL_REMOTE_CONCURRENCY, else 8; match
+            the server's parallel slots); more wait, first words first.
     """
 
     runtime = "remote"
@@ -45,7 +58,7 @@ class RemoteTalker(Talker):
     def __init__(self, base_url: str | None = None, *, server_model: str | None = None, style: str | None = None,
                  template: str = "chatml", temperature: float = 0.0, top_p: float = 0.9,
                  api_key_env: str | None = None, timeout_s: float = 30.0, system: str | None = None,
-                 concurrency: int = 8, **_ignored):
+                 concurrency: int | None = None, **_ignored):
         if not base_url:
             raise ConfigError("The remote Talker needs the server's URL, e.g. remote:http://127.0.0.1:8080/v1")
         parse_base_url(base_url)
@@ -65,6 +78,7 @@ class RemoteTalker(Talker):
             raise TalkerLoadError(f"the Talker server at {self.base_url} serves no model")
         super().__init__(f"{self.server_model}@{self.base_url}", template, system, style or "convfill")
         self.temperature, self.top_p = temperature, top_p
+        concurrency = concurrency or default_concurrency()
         self._slots = Slots(concurrency)  # requests in flight (a worker each, so taking one never fails)
         self._requests = ModelThread("convfill-remote", workers=concurrency)
 

@@ -5,12 +5,18 @@ another. llama.cpp can hold several contexts on one loaded model (each adds its 
 measured in docs/benchmarks.md): a phrase in each, stepped token by token on the model thread
 (`convfill.aio.iterate_in_steps`), so a newcomer's first words need not wait for anyone's phrase to end.
 Up to a limit, a new slot is made when every one is busy (the app makes them at start-up, `Talker.reserve`).
+Each cache remembers which visitor last used it (`VISITOR`), so visitors who take turns keep their own.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+
+# Who a phrase or prefill is for (one per chat session, set by `Engine`): a Talker's phrases inherit it from the
+# turn's task. A runtime that caches prompts keeps each visitor's cache for that visitor while others are free.
+VISITOR: ContextVar[object | None] = ContextVar("convfill_visitor", default=None)
 
 # choose(free slot indexes, how many exist, the limit) -> a free index, `size` to make a new one, or None.
 Choose = Callable[[list[int], int, int], "int | None"]

@@ -208,6 +208,7 @@ class ChatSession:
         self.labels: dict[int, str] = {}  # the last turn's NLI labels by phrase index (live judging)
         self.policy, self.offered_talkers = policy or Policy(), tuple(talkers)
         self.engine: Engine | None = None
+        self.visitor = object()  # this session's caches in a shared Talker (the prefill engine's too)
         self.recorder = None
         self.turns: list[TurnView] = []
         self.current: TurnView | None = None
@@ -271,7 +272,7 @@ class ChatSession:
                 self.recorder = TurnRecorder(self.store, source="chat", writer=self.writer, owner=self.owner,
                                              on_stored=self.judge.submit if self.judge is not None else None)
                 observers.append(self._record)
-            self.engine = Engine(talker, reasoner, config, observers=observers)
+            self.engine = Engine(talker, reasoner, config, observers=observers, visitor=self.visitor)
         else:
             await self.engine.cancel()  # a running turn keeps its settings; end it before swapping
             self.engine.talker, self.engine.reasoner, self.engine.config = talker, reasoner, config
@@ -307,7 +308,7 @@ class ChatSession:
         if talker is None:
             return False
         engine = self.engine if self.engine is not None and self.engine.talker is talker else None
-        return await (engine or Engine(talker, None, config)).prefill(text)
+        return await (engine or Engine(talker, None, config, visitor=self.visitor)).prefill(text)
 
     async def run(self, text: str) -> AsyncIterator[Event]:
         """Run a turn (after `prepare`), yielding each event once the views have applied it.
