@@ -26,8 +26,8 @@ _DONE = object()
 # What waits for a Talker's model thread goes in this order (then first come, first served):
 FIRST = 0        # a turn's first phrase: the visitor hears nothing until it comes
 KNOWLEDGE = 1    # a phrase made from a knowledge chunk that is waiting
-STREAMING = 2    # the next token of a phrase already speaking, and a later filler (round robin among them)
-LATER = 3        # anything submitted without a priority
+STREAMING = 2    # the next token of a phrase already speaking (round robin among them)
+LATER = 3        # a later filler, and anything submitted without a priority
 SPECULATIVE = 4  # warm-ups and prefills while someone types: when no phrase waits, or once they are old
 # Work below STREAMING that has waited this long goes next, before streaming tokens (only first words and
 # knowledge phrases still go ahead): under steady load from other visitors it would otherwise never run.

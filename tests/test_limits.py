@@ -105,6 +105,23 @@ def test_the_load_benchmark_runs_every_turn_through_the_app(monkeypatch, tmp_pat
     assert "| 2 | 2/2 |" in render(result)
 
 
+@pytest.mark.model
+def test_the_load_benchmark_can_keep_each_visitors_conversation_and_stores_every_turn():
+    import sqlite3
+
+    from convfill.eval.load import QUESTIONS, run_load
+
+    result = run_load(sessions=(2,), rounds=2, delay_s=0.1, conversations=True)
+    assert [(r["turns"], r["done"]) for r in result["rows"]] == [(4, 4)]
+    with sqlite3.connect(result["db"]) as db:
+        rows = db.execute("SELECT conversation_id, user FROM turns ORDER BY conversation_id, turn_index").fetchall()
+    by_visitor: dict[str, list[str]] = {}
+    for conversation, user in rows:
+        by_visitor.setdefault(conversation, []).append(user)
+    # two visitors, each one conversation of two turns, the second its next question
+    assert sorted(by_visitor.values()) == sorted([[QUESTIONS[0][0], QUESTIONS[1][0]], [QUESTIONS[1][0], QUESTIONS[2][0]]])
+
+
 def test_loading_a_new_model_never_stalls_sessions_on_loaded_ones(tmp_path, monkeypatch):
     import threading
 

@@ -73,7 +73,7 @@ def test_the_pool_orders_by_priority_then_arrival_and_stops_cleanly():
     assert not any(t.is_alive() for t in pool._threads)
 
 
-def test_under_steady_streaming_a_waiting_prefill_still_runs_once_it_is_old():
+def test_under_steady_streaming_waiting_prefills_and_fillers_still_run_once_they_are_old():
     pool = ModelThread("test-model", age_s=0.05)
     order, stop = [], threading.Event()
 
@@ -85,15 +85,17 @@ def test_under_steady_streaming_a_waiting_prefill_still_runs_once_it_is_old():
 
     pool.submit_at(STREAMING, token, 0)
     prefill = pool.submit_at(SPECULATIVE, order.append, "prefill")
+    later = pool.submit_at(LATER, order.append, "later filler")  # another visitor's filler, after the prefill
     first = pool.submit_at(FIRST, order.append, "first")  # first words still go ahead of it
     try:
         prefill.result(2)  # without ageing it would wait for the stream to end (never)
+        later.result(2)
         first.result(2)
     finally:
         stop.set()
         pool.shutdown(wait=True)
     at = order.index("prefill")
-    assert order.index("first") < at
+    assert order.index("first") < at < order.index("later filler")  # the longest waiting first
     assert 3 <= at < 40, order[:50]  # streamed a while (~0.05 s of tokens), then its turn came
 
 
@@ -121,6 +123,7 @@ class SteppingTalker(Talker):
 
 async def test_with_separate_caches_a_newcomers_first_words_go_between_two_tokens_of_a_phrase():
     talker = SteppingTalker(slots=4)
+    talker._model_thread._work_queue.age_s = 60  # the order by rank alone
     busy = asyncio.create_task(_say(talker, PhraseContext("busy")))
     while talker.ran != [("busy", 0)]:
         await asyncio.sleep(0.005)
@@ -133,9 +136,9 @@ async def test_with_separate_caches_a_newcomers_first_words_go_between_two_token
     order = talker.ran
     # B's first token comes right after the busy phrase's second, long before that phrase ends ...
     assert order[:3] == [("busy", 0), ("busy", 1), ("first B", 0)]
-    # ... then the later filler (queued before B) joins the round: the three phrases take turns token by token.
-    assert order[3:9] == [("later A", 0), ("busy", 2), ("first B", 1), ("later A", 1), ("busy", 3), ("first B", 2)]
-    assert len(set(talker.slots_used.values())) == 3  # a cache each
+    # ... then the two speaking phrases take turns; the later filler starts only when nothing else speaks.
+    assert order[3:9] == [("busy", 2), ("first B", 1), ("busy", 3), ("first B", 2), ("first B", 3), ("later A", 0)]
+    assert len(set(talker.slots_used.values())) == 2  # B got its own cache; A took a free one again
 
 
 async def test_when_every_cache_holds_a_phrase_newcomers_wait_in_their_place_in_line():

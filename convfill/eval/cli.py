@@ -143,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     ld.add_argument("--sessions", nargs="+", type=int, default=[1, 2, 4, 8], help="concurrent visitors per step")
     ld.add_argument("--rounds", type=int, default=3, help="turns per visitor per step")
     ld.add_argument("--reasoner-delay", type=float, default=0.5, help="the oracle's first-chunk delay (s)")
+    ld.add_argument("--conversations", action="store_true",
+                    help="each visitor keeps their session across rounds and asks their next question (default: "
+                         "new visitors each round)")
+    ld.add_argument("--think", type=float, default=0.0, help="seconds between rounds (a visitor reading and typing)")
     ld.add_argument("--stagger", type=float, default=0.0,
                     help="seconds between visitors' sends (default 0: all at the same moment)")
     ld.add_argument("--url", default=None, help="a running app to measure (default: launch one here)")
@@ -215,7 +219,8 @@ def cmd_hostile(args) -> dict:
 def cmd_load(args) -> dict:
     from .load import render, run_load
 
-    result = run_load(args.url, tuple(args.sessions), args.rounds, args.reasoner_delay, args.stagger)
+    result = run_load(args.url, tuple(args.sessions), args.rounds, args.reasoner_delay, args.stagger,
+                      args.conversations, args.think)
     return result if args.json else {**result, "_text": render(result)}
 
 

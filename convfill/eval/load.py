@@ -64,11 +64,18 @@ def _at_once(n: int, target, *args) -> None:
         t.join()
 
 
-def _one_turn(i: int, barrier: threading.Barrier, url: str, delay_s: float, out: list, stagger_s: float = 0.0) -> None:
+def _client(url: str):
     from gradio_client import Client
 
-    question, knowledge = QUESTIONS[i % len(QUESTIONS)]
-    client = Client(url, verbose=False, download_files=False)
+    return Client(url, verbose=False, download_files=False)
+
+
+def _one_turn(i: int, barrier: threading.Barrier, url: str, delay_s: float, out: list, stagger_s: float = 0.0,
+              clients: list | None = None, round_: int = 0) -> None:
+    """Visitor i's turn: a new session asking question i, or (with `clients`) visitor i's own session asking
+    its next question (a conversation: the turn has the visitor's previous turn as history)."""
+    question, knowledge = QUESTIONS[(i + round_) % len(QUESTIONS)]
+    client = clients[i] if clients is not None else _client(url)
     barrier.wait()
     time.sleep(i * stagger_s)  # visitor i sends `i * stagger_s` after the first (0: all at the same moment)
     t0 = time.monotonic()
@@ -85,21 +92,28 @@ def _one_turn(i: int, barrier: threading.Barrier, url: str, delay_s: float, out:
 
 
 def run_load(url: str | None = None, sessions=(1, 2, 4, 8), rounds: int = 3, delay_s: float = 0.5,
-             stagger_s: float = 0.0) -> dict:
-    """TTFT p50/p95 and turn p50 per number of concurrent visitors (sending together, or `stagger_s` apart)."""
-    demo = None
+             stagger_s: float = 0.0, conversations: bool = False, think_s: float = 0.0) -> dict:
+    """TTFT p50/p95 and turn p50 per number of concurrent visitors (sending together, or `stagger_s` apart).
+    Each round is N new visitors asking one question each, or with `conversations` the same N visitors
+    asking their next question (visitors who take turns, each with a conversation the Talker caches), after
+    `think_s` of reading and typing (0: at once)."""
+    demo, db = None, None
     if url is None:
         from ..policy import Policy
         from ..ui import AppConfig
 
-        demo, url = _launch(AppConfig.from_env(db=_temp_db("convfill-load-"), preload_talker=True, live_judge=False,
+        db = _temp_db("convfill-load-")
+        demo, url = _launch(AppConfig.from_env(db=db, preload_talker=True, live_judge=False,
                                                policy=Policy(public=False)))
     rows = []
     try:
         for n in sessions:
             results: list[dict] = []
-            for _ in range(rounds):
-                _at_once(n, _one_turn, url, delay_s, results, stagger_s)
+            clients = [_client(url) for _ in range(n)] if conversations else None
+            for round_ in range(rounds):
+                if round_:
+                    time.sleep(think_s)
+                _at_once(n, _one_turn, url, delay_s, results, stagger_s, clients, round_ if clients else 0)
             ttfts = [r["ttft_ms"] for r in results if r["ttft_ms"] is not None]
             rows.append({"sessions": n, "turns": len(results), "done": sum(r["done"] for r in results),
                          "ttft_ms": ttfts,  # per turn, round by round (in the order turns ended)
@@ -110,7 +124,8 @@ def run_load(url: str | None = None, sessions=(1, 2, 4, 8), rounds: int = 3, del
         if demo is not None:
             demo.close()
     return {"reasoner": f"oracle, first chunk after {delay_s:g} s", "rounds": rounds, "stagger_s": stagger_s,
-            "rows": rows}
+            "conversations": conversations, "think_s": think_s, "rows": rows,
+            "db": db}  # where the launched app stored every turn (None with --url)
 
 
 def _r(v, digits: int = 1):

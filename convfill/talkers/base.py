@@ -11,7 +11,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
 
-from ..aio import FIRST, KNOWLEDGE, SPECULATIVE, STREAMING, ModelThread, iterate_in_steps
+from ..aio import FIRST, KNOWLEDGE, LATER, SPECULATIVE, ModelThread, iterate_in_steps
 from ..errors import ConfigError
 from ..prompt import STYLES, TEMPLATES, PhraseContext, Template, build_prompt
 from .slots import VISITOR, Choose, Slots, first_free
@@ -19,8 +19,9 @@ from .slots import VISITOR, Choose, Slots, first_free
 
 def phrase_priority(ctx: PhraseContext) -> int:
     """First words first: a turn's opening phrase and a phrase from a waiting chunk go before anything else;
-    a later filler joins the round of phrases already speaking (ranked below them, it waited for them all)."""
-    return FIRST if not ctx.earlier else KNOWLEDGE if ctx.knowledge is not None else STREAMING
+    a later filler starts when no phrase streams, or once it has waited `aio.AGE_S` (so answers are not slowed
+    by other visitors' fillers, and no filler starves)."""
+    return FIRST if not ctx.earlier else KNOWLEDGE if ctx.knowledge is not None else LATER
 
 
 class Talker:

@@ -307,8 +307,8 @@ class LlamaCppTalker(Talker):
         1. the one already holding the most of this prompt past the header every prompt starts with, unless
            another visitor last used it (a question that starts like theirs must not throw their turn away);
         2. one this visitor used last; 3. one holding no visitor's words (made ahead by `reserve`, or unused);
-        4. the one used longest ago; 5. a new one, only when every one holds a phrase (so one visitor, however
-           many questions, costs one context).
+        4. another visitor's holding the most of it past the header, else the one used longest ago; 5. a new
+           one, only when every one holds a phrase (so one visitor, however many questions, costs one context).
         Runs on the model thread, where contexts do not change.
         """
         tokens = np.asarray(self.tokenize(prompt))
@@ -330,6 +330,8 @@ class LlamaCppTalker(Talker):
                 pick = min(blank, key=recent)
             elif size < len(self._contexts):  # made by `reserve`, never taken
                 pick = size
+            elif made and max(held.values()) >= mine:  # someone's must go: the one sharing most (an example
+                pick = max(made, key=lambda i: (held[i], -recent(i)))  # question clicked again costs nothing)
             elif free:
                 pick = min(free, key=recent)
             elif size < limit:
