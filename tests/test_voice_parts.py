@@ -77,6 +77,37 @@ def test_piper_speech_is_heard_by_whisper(model_home, asr):
     assert heard.audio_s == pytest.approx(len(x) / 16000) and heard.asr_ms > 0 and heard.language == "en"
 
 
+def test_a_short_turn_is_heard_from_a_short_window_like_the_full_one(asr):
+    """The fast path (a window around the speech, not Whisper's 30 s) says what faster-whisper's own path
+    says on spoken questions, and a long utterance or silence takes the safe road."""
+    steady = PiperTTS(noise_scale=0.0, noise_w_scale=0.0)
+    calls = []
+    short = asr._short
+    asr._short = lambda x: calls.append(len(x)) or short(x)
+    try:
+        for q in ("Who wrote Pride and Prejudice?", "How many moons does Mars have?"):
+            x = _to_16k(list(steady.speak(q)))
+            fast = asr.transcribe(x).text
+            asr.short_window = False
+            try:
+                full = asr.transcribe(x).text
+            finally:
+                asr.short_window = True
+            assert _norm(fast).split() == _norm(full).split(), (fast, full)
+        assert len(calls) == 2  # the short path ran for the two fast transcriptions only
+        x = _to_16k(list(steady.speak("What is the capital of France?")))
+        gap = np.zeros(int(29.5 * 16000) - 2 * len(x), np.float32)
+        # one question after 25 s of silence: the window is cut around the speech
+        assert "france" in _norm(short(np.concatenate([gap, x])))
+        # speech at both ends of 29.5 s: with its padding the window would pass 30 s, so faster-whisper's
+        # own path hears it
+        both = np.concatenate([x, gap, x])
+        assert short(both) is None and _norm(asr.transcribe(both).text).count("capital") == 2
+        assert short(np.zeros(32000, np.float32)) == ""  # no speech found: nothing said
+    finally:
+        asr._short = short
+
+
 def test_each_sentence_arrives_as_soon_as_it_is_made(tts):
     text = "Hello there. This second sentence is much longer than the first one, so it takes longer to say."
     t0 = time.perf_counter()
@@ -123,7 +154,7 @@ def test_absurd_audio_is_refused_or_clipped(asr):
 def test_describe_has_the_settings(asr, tts):
     a, t = asr.describe(), tts.describe()
     assert a["model"].startswith("whisper-base") and a["compute_type"] == "int8" and a["language"] == "en"
-    assert a["vad"] is True and a["beam_size"] == 1 and a["cpu_threads"] >= 1
+    assert a["vad"] is True and a["beam_size"] == 1 and a["cpu_threads"] >= 1 and a["short_window"] is True
     assert t["voice"] == "en_US-joe-medium.onnx" and t["sample_rate"] == 22050 and t["threads"] >= 1
 
 

@@ -47,25 +47,34 @@ def _chat(url: str, message: str, token: str, knowledge: str, delay: float, paci
         oracle_gap_s=0.3, filler_pacing=pacing, turn_timeout_s=120, api_name="/chat")
 
 
-async def _one(url: str, pcm: bytes | None, question: str, knowledge: str, delay: float, pacing: str) -> dict:
+async def _one(vc, url: str, pcm: bytes | None, question: str, knowledge: str, delay: float, pacing: str) -> dict:
+    """One spoken question on the open voice channel `vc`, its reply heard to the end."""
+    from ..voice.client import VoiceTurn
+
+    if pcm is not None:
+        turn = await vc.say(pcm, endpoint_ms=ENDPOINT_MS, realtime=True)  # spoken at the pace of speech
+        message = turn.transcript or question
+    else:  # typed, spoken back: only the reply's audio is measured
+        vc.current = turn = VoiceTurn()
+        message = question
+    t_send = time.perf_counter()
+    job = asyncio.create_task(asyncio.to_thread(_chat, url, message, vc.token, knowledge, delay, pacing))
+    await vc.heard()
+    await job
+    return {"transcript": turn.transcript, "turn": turn.turn, "eos_to_first_audio_ms": turn.eos_to_first_audio_ms,
+            "eos_to_transcript_ms": turn.eos_to_transcript_ms,
+            "send_to_first_audio_ms": round((turn.played[0].start - t_send) * 1000, 1) if turn.played else None}
+
+
+async def _block(url: str, items: list, delay: float, pacing: str, warm_up=None) -> list[dict]:
+    """Questions asked one after another with the mic left on, as on the page: one voice channel for them all
+    (so from the second turn on, the transcript is prefilled while the browser sends it back)."""
     from ..voice.client import VoiceClient
 
     async with VoiceClient(url) as vc:
-        if pcm is not None:
-            turn = await vc.say(pcm, endpoint_ms=ENDPOINT_MS)
-            message = turn.transcript or question
-        else:  # typed, spoken back: only the reply's audio is measured
-            from ..voice.client import VoiceTurn
-
-            vc.current = turn = VoiceTurn()
-            message = question
-        t_send = time.perf_counter()
-        job = asyncio.create_task(asyncio.to_thread(_chat, url, message, vc.token, knowledge, delay, pacing))
-        await vc.heard()
-        await job
-        return {"transcript": turn.transcript, "turn": turn.turn, "eos_to_first_audio_ms": turn.eos_to_first_audio_ms,
-                "eos_to_transcript_ms": turn.eos_to_transcript_ms,
-                "send_to_first_audio_ms": round((turn.played[0].start - t_send) * 1000, 1) if turn.played else None}
+        if warm_up is not None:  # not counted
+            await _one(vc, url, warm_up[1], *warm_up[0], 0.5, pacing)
+        return [await _one(vc, url, pcm, q, k, delay, pacing) for (q, k), pcm in items]
 
 
 def _stored(store, turn_id: str) -> dict:
@@ -91,11 +100,10 @@ def run_voice(n: int = 30, delays=(0.5, 1.0, 2.0), pacings=("audio",), speak: bo
     demo.convfill_voice.load()
     results = []
     try:
-        asyncio.run(_one(url, audio[0], *qs[0], 0.5, pacings[0]))  # warm-up, not counted
         for delay in delays:
             for pacing in pacings:
-                for (q, k), pcm in zip(qs, audio):
-                    r = asyncio.run(_one(url, pcm, q, k, delay, pacing))
+                said = asyncio.run(_block(url, list(zip(qs, audio)), delay, pacing, warm_up=(qs[0], audio[0])))
+                for (q, _), r in zip(qs, said):
                     results.append({"delay_s": delay, "pacing": pacing, "question": q,
                                     **r, **_stored(demo.convfill_store, r["turn"])})
     finally:

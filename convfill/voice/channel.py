@@ -221,7 +221,7 @@ class VoiceChannel:
             # Transcribe while the browser waits out the endpointing silence; used if no speech follows.
             if self._utterance and not self._too_long and self._early is None:
                 task = asyncio.create_task(self.service.transcribe(bytes(self._utterance), self.asr))
-                task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a voided one is never awaited
+                task.add_done_callback(self._early_done)
                 self._early = task
         elif kind == "speech_resume":
             self._early = None
@@ -268,6 +268,14 @@ class VoiceChannel:
                                             round((now - eos) * 1000, 1), transcript_at=now)
         await self._send({"type": "transcript", "text": tr.text, "asr_ms": round(tr.asr_ms, 1),
                           "audio_s": round(tr.audio_s, 3)})
+
+    def _early_done(self, task: asyncio.Task) -> None:
+        """The early transcript is ready, usually while the browser still waits out the endpoint: prefill its
+        prompt now, unless the speaker went on (a voided transcript is never awaited, so its error is read)."""
+        if task.cancelled() or task.exception() is not None:
+            return
+        if task is self._early and task.result().text:
+            self._prefill(task.result().text)
 
     def _prefill(self, text: str) -> None:
         """Put the transcript's first-phrase prompt into the Talker's cache while the browser sends it back as
