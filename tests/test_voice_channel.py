@@ -90,6 +90,43 @@ async def test_the_early_transcript_is_used_when_no_speech_follows():
     assert [m["text"] for m in ws.sent if m["type"] == "transcript"] == ["heard 32000 bytes"]
 
 
+class PrefillingSession:
+    """A chat session that has had a turn: the channel prefills transcripts into it."""
+
+    settings = object()
+
+    def __init__(self):
+        self.prefilled: list[str] = []
+
+    async def prefill(self, text, settings):
+        self.prefilled.append(text)
+        return True
+
+    async def cancel(self):
+        pass
+
+
+async def test_the_early_transcript_is_prefilled_before_the_endpoint_is_reached():
+    service = VoiceService(asr=CountingASR(), tts=object())
+    channel, session, ws = service.open(), PrefillingSession(), ScriptedSocket()
+    assert channel.bind(session)
+    server = asyncio.create_task(channel.serve(ws))
+    ws.text(type="speech_start")
+    ws.audio(32000)
+    ws.text(type="speech_pause")
+    for _ in range(200):  # the browser is still waiting out the endpointing silence
+        if session.prefilled:
+            break
+        await asyncio.sleep(0.005)
+    assert session.prefilled == ["heard 32000 bytes"]
+    assert not [m for m in ws.sent if m["type"] == "transcript"]  # before the end of speech was decided
+    ws.text(type="speech_end", endpoint_ms=600)
+    await _transcripts(ws, 1)
+    ws.leave()
+    await asyncio.wait_for(server, 5)
+    assert [m["text"] for m in ws.sent if m["type"] == "transcript"] == ["heard 32000 bytes"]
+
+
 async def test_speech_after_a_pause_voids_the_early_transcript():
     async def script(ws):
         ws.text(type="speech_start")
