@@ -443,6 +443,7 @@ class LlamaCppTalker(Talker):
                 free()
             thread.shutdown(wait=False)
 
+
 def _shared(cached, tokens) -> int:
     """How many leading tokens two token sequences have in common."""
     a, b = np.asarray(cached), np.asarray(tokens)
