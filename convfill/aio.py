@@ -69,9 +69,9 @@ class ModelThread(ThreadPoolExecutor):
     Sessions share one Talker: with first come, first served, a visitor's first words waited behind other
     visitors' phrases (issue "Many visitors at once"). What waits is taken `FIRST`, `KNOWLEDGE`, `STREAMING`,
     `LATER`, then `SPECULATIVE`, each in arrival order, except that work below `STREAMING` waiting longer
-    than `age_s` goes before streaming tokens (so steady load cannot starve it). A phrase is stepped one token per task
-    (`iterate_in_steps`): between two tokens of one visitor's phrase the thread takes another visitor's first
-    words, and phrases that hold separate caches take turns token by token.
+    than `age_s` goes before streaming tokens (so steady load cannot starve it). A phrase is stepped one
+    token per task (`iterate_in_steps`): between two tokens of one visitor's phrase the thread takes another
+    visitor's first words, and phrases that hold separate caches take turns token by token.
     It is a `ThreadPoolExecutor` so the interpreter joins it at exit like any other pool. With `workers` > 1
     it orders requests to a server the same way (`RemoteTalker`: phrases in flight at once).
     """

