@@ -53,6 +53,40 @@ async def test_closing_the_stream_stops_generation_quickly(real_talker):
     assert idle and time.perf_counter() - t0 < 1.0
 
 
+async def test_a_phrase_restating_its_chunk_takes_fewer_decode_steps_than_tokens_and_says_the_same(
+        real_talker, monkeypatch):
+    """Speculative decoding (`lookup`): the guesses copied from the chunk are checked in batches, so the phrase
+    takes fewer decode steps than one per token, says what one token per step says, and leaves in the cache
+    the phrase as said (no guess after it), for the next phrase's prefix match. Sampled fillers are not
+    drafted."""
+    from convfill.talkers import llamacpp
+
+    steps: list[int] = []
+    decode = llamacpp._decode
+
+    def counting(llm, batch, every_row):
+        steps.append(len(batch))
+        return decode(llm, batch, every_row)
+
+    monkeypatch.setattr(llamacpp, "_decode", counting)
+    ctx = PhraseContext("Who wrote Pride and Prejudice?",
+                        "Jane Austen wrote Pride and Prejudice. It was published in 1813.")
+    monkeypatch.setattr(real_talker, "draft", 0)
+    one_by_one = await _say(real_talker, ctx)
+    single, steps[:] = list(steps), []
+    monkeypatch.setattr(real_talker, "draft", 3)
+    drafted = await _say(real_talker, ctx)
+    assert drafted == one_by_one and "Austen" in drafted
+    assert set(single) == {1} and max(steps) > 1 and len(steps) < len(single)
+    prompt = real_talker.tokenize(real_talker.prompt(ctx))
+    held = real_talker.cached_tokens(real_talker.prompt(ctx))
+    assert held[: len(prompt)] == prompt
+    assert real_talker.llm.detokenize(held[len(prompt):]).decode() == drafted
+    steps.clear()
+    filler = await _say(real_talker, PhraseContext("Tell me something about Jane Austen's novels."))
+    assert filler and set(steps) == {1}
+
+
 def test_missing_gguf_is_a_clear_error(tmp_path):
     with pytest.raises(TalkerLoadError, match="not found"):
         LlamaCppTalker(tmp_path / "nope.gguf")

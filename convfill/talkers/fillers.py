@@ -21,6 +21,8 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
 # Words that carry no topic: articles, prepositions, pronouns, auxiliaries, and the filler vocabulary itself
 # ("let me check"), so a clause made of them is never counted as a topic echo.
 FUNCTION_WORDS = frozenset(["a", "an", "the", "and", "or", "but", "nor", "so", "to", "of", "in", "on", "at", "for", "with", "from", "by", "about", "as", "into", "onto", "over", "under", "than", "then", "is", "are", "was", "were", "be", "been", "being", "am", "do", "does", "did", "have", "has", "had", "it", "its", "it's", "this", "that", "these", "those", "there", "here", "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "i", "me", "my", "mine", "you", "your", "yours", "he", "him", "his", "she", "her", "hers", "we", "us", "our", "they", "them", "their", "let", "let's", "me", "just", "one", "moment", "second", "sec", "hold", "on", "hang", "give", "check", "see", "look", "looking", "checking", "think", "okay", "ok", "sure", "right", "well", "yes", "yeah", "hmm", "oh", "ah", "alright", "now", "all", "any", "some", "more", "most", "very", "really", "quite", "can", "could", "would", "should", "will", "i'll", "i'm", "i've"])
@@ -155,16 +157,19 @@ class FillerSteer:
         for b in banned:
             if b:
                 self.by_prefix.setdefault(tuple(b[:-1]), set()).add(b[-1])
+        # Banned at every step: an index array made once (a fresh list of ~10k ids per token cost ~0.9 ms of
+        # a 12 ms step, measured).
+        self._always = np.asarray([*self.digit_ids, *self.cap_ids], dtype=np.intp)
 
-    def banned_ids(self, text: str) -> list[int]:
+    def banned_ids(self, text: str) -> np.ndarray:
         """Token ids to ban after the generated `text` (always including the digit tokens)."""
-        out = list(self.digit_ids) + self.cap_ids
         if not self.by_prefix:
-            return out
+            return self._always
+        out: list[int] = []
         norm = _norm(text)
         # The clause being generated: the words after the last clause boundary (mid-word: nothing to ban).
         if norm and not (norm[-1].isspace() or norm[-1].isalnum() or _CLAUSE_SPLIT.match(norm[-1])):
-            return out
+            return self._always
         current = tuple(_WORD.findall(_CLAUSE_SPLIT.split(norm)[-1]))
         words_ = self.by_prefix.get(current)
         if words_:
@@ -172,7 +177,7 @@ class FillerSteer:
             bare = start or norm[-1].isspace()   # the next word's token carries no leading space
             for word in words_:
                 out.extend(self.vocab.starting(word, spaced=start or not bare, bare=bare))
-        return out
+        return np.concatenate([self._always, np.asarray(out, dtype=np.intp)]) if out else self._always
 
 
 class VocabIndex:

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import TalkerLoadError
 from .. import paths
-from . import fillers
+from . import fillers, lookup
 from ..aio import SPECULATIVE
 from ..prompt import PhraseContext
 from .base import Talker
@@ -117,6 +117,17 @@ def default_slots() -> int:
     return int(env) if env.isdigit() and int(env) > 0 else DEFAULT_SLOTS
 
 
+DRAFT_ENV = "CONVFILL_TALKER_DRAFT"  # tokens guessed per decode step (`lookup`); 0 = one token per step
+DEFAULT_DRAFT = 3
+
+
+def default_draft() -> int:
+    """Draft tokens checked per decode step: CONVFILL_TALKER_DRAFT, else 3 (docs/benchmarks.md: a batch of 4
+    costs ~2.5 single steps here, and longer drafts were mostly wrong past their third token)."""
+    env = os.environ.get(DRAFT_ENV, "").strip()
+    return int(env) if env.isdigit() else DEFAULT_DRAFT
+
+
 def default_threads() -> int:
     """llama.cpp threads when none are given: CONVFILL_TALKER_THREADS, else up to 4 (the cores there are)."""
     env = os.environ.get(THREADS_ENV, "").strip()
@@ -198,6 +209,8 @@ class LlamaCppTalker(Talker):
         slots: contexts kept on the one loaded model, one per visitor phrasing at once (default
             `default_slots()`); made by `reserve` ahead of need, else when every one holds a phrase. Phrases in
             different contexts are stepped token by token (`convfill.talkers.slots`).
+        draft: tokens guessed from the prompt and checked with each decode step (`lookup`; default
+            `default_draft()`, 0 = off): faster phrases that restate their chunk, the same tokens.
         lora_path: GGUF LoRA adapter applied on top of the model: "auto" (default) = the shipped
             seed-trained ConvFill adapter when `model_path` is None, else none; "seed"; a path; None or
             "none" = no adapter (see `resolve_adapter`).
@@ -209,7 +222,7 @@ class LlamaCppTalker(Talker):
                  template: str = "chatml", temperature: float = 0.0, top_p: float = 0.9,
                  n_threads: int | None = None, n_ctx: int = 2048, lora_path: str | Path | None = AUTO_ADAPTER,
                  seed: int = 0, system: str | None = None, fast: bool = True, merge: bool = True,
-                 filler_sampling="auto", slots: int | None = None):
+                 filler_sampling="auto", slots: int | None = None, draft: int | None = None):
         lora_path = resolve_adapter(lora_path, model_path)
         if lora_path is not None and not lora_path.exists():
             raise TalkerLoadError(f"LoRA adapter not found: {lora_path}")
@@ -220,6 +233,7 @@ class LlamaCppTalker(Talker):
         super().__init__(name, template, system, style)
         self.temperature, self.top_p = temperature, top_p
         self.seed = seed
+        self.draft = default_draft() if draft is None else max(0, int(draft))
         self.filler_sampling = fillers.resolve(filler_sampling)
         self.merged = False
         if fast and merge and lora_path is not None:
@@ -398,10 +412,12 @@ class LlamaCppTalker(Talker):
                 opts["logits_processor"] = [ban]
         saved_seed = llm._seed
         if filler is not None:
-            llm.set_seed(filler.seed)  # the sampler is built (and seeded) by llm.generate below
+            llm.set_seed(filler.seed)  # the sampler is built (and seeded) by `_sampled` below
         try:
             emitted = 0
-            for i, tok in enumerate(llm.generate(tokens, repeat_penalty=1.1, reset=True, **opts)):
+            # Greedy phrases only: a sampled filler agreed with few guesses and ran slower (measured).
+            guess = self.draft if filler is None and self.temperature == 0 else 0
+            for i, tok in enumerate(self._sampled(llm, tokens, max_tokens, opts, guess)):
                 if stop.is_set() or tok in self._stop_ids or i >= max_tokens:
                     break
                 text = said[0] = said[0] + decoder.decode(llm.detokenize([tok], special=True))
@@ -415,6 +431,40 @@ class LlamaCppTalker(Talker):
                     break
         finally:
             llm.set_seed(saved_seed)
+
+    def _sampled(self, llm, tokens: list[int], max_tokens: int, opts: dict, guess: int) -> Iterator[int]:
+        """The tokens sampled after the prompt `tokens`, checking a `lookup.draft` of up to `guess` tokens
+        with each decode step (speculative decoding: one batch verifies the guesses, the sampler
+        decides; the tokens are those of one step at a time, each sampled once, in order).
+
+        The cache handling is `Llama.generate`'s: reuse the longest cached prefix, and sample an exactly
+        cached prompt (a typed prefill) without a decode step. On the way out the cache keeps only the
+        tokens that were sampled, so the next phrase's prefix match sees the phrase as it was said.
+        """
+        sampler = llm._init_sampler(repeat_penalty=1.1, **opts)  # the chain `Llama.generate` builds
+        cached = _shared(llm.input_ids[: llm.n_tokens], tokens)
+        if not (cached == len(tokens) == llm.n_tokens and not llm._requires_eval):
+            llm.n_tokens = min(cached, len(tokens) - 1)  # at least one token evaluated: fresh logits
+            llm.eval(tokens[llm.n_tokens:])
+        history = list(tokens)
+        valid, rows, guesses = llm.n_tokens, [-1], []  # cache positions sampled from; logit rows to sample
+        try:
+            while True:
+                for j, row in enumerate(rows):
+                    token = sampler.sample(llm._ctx, row)
+                    valid = llm.n_tokens - len(rows) + j + 1
+                    history.append(token)
+                    yield token
+                    if j >= len(guesses) or token != guesses[j]:
+                        break  # the rows after a wrong guess are another phrase's
+                left = min(guess, max_tokens - (len(history) - len(tokens)), llm.n_ctx() - valid - 1)
+                guesses = lookup.draft(history, left) if left > 0 else []
+                llm.n_tokens = valid
+                _decode(llm, [token, *guesses], every_row=bool(guesses))
+                rows = list(range(len(guesses) + 1)) if guesses else [-1]
+        finally:
+            if llm.n_tokens > valid:  # cut back to what was said; the live logits are no longer its last
+                llm.n_tokens, llm._requires_eval = valid, True
 
     def describe(self) -> dict:
         d = {**super().describe(), "temperature": self.temperature,
@@ -442,6 +492,17 @@ class LlamaCppTalker(Talker):
             except RuntimeError:  # the thread is shut down already (the interpreter is exiting)
                 free()
             thread.shutdown(wait=False)
+
+
+def _decode(llm, batch: list[int], every_row: bool) -> None:
+    """Evaluate `batch` after `llm.n_tokens` cached tokens (`Llama.eval` for one small batch), with logits
+    for every row when `every_row` (a draft being checked) or only the last."""
+    n = llm.n_tokens
+    llm._ctx.kv_cache_seq_rm(-1, n, -1)
+    llm._batch.set_batch(batch=batch, n_past=n, logits_all=every_row)
+    llm._ctx.decode(llm._batch)
+    llm.input_ids[n: n + len(batch)] = batch
+    llm.n_tokens, llm._requires_eval = n + len(batch), False
 
 
 def _shared(cached, tokens) -> int:

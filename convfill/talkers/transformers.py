@@ -151,9 +151,9 @@ class TransformersTalker(Talker):
         logits = logits.float().clone()
         if fs.steer:
             banned = plan.steer(self._vocab_index()).banned_ids(said)
-            banned = [i for i in banned if i < logits.shape[-1]]
-            if banned:
-                logits[banned] = -float("inf")
+            banned = banned[banned < logits.shape[-1]]
+            if len(banned):
+                logits[torch.from_numpy(banned)] = -float("inf")
         if fs.temperature <= 0:
             return int(torch.argmax(logits))
         vals, ids = torch.topk(logits, min(fs.top_k or logits.shape[-1], logits.shape[-1]))
