@@ -154,3 +154,4 @@ def test_bench_modes(cli, mode):
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["mode"] == mode and out["n"] == 0 and out["talker"]["merged"] is True
+    assert out["knowledge_n"] == 0 and out["knowledge_decode_tok_s"] is None  # no rounds, no phrases

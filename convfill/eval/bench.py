@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import time
+from pathlib import Path
 
 from ..metrics import percentile
 from ..parts import add_model_args, talker_from_args
@@ -60,11 +62,25 @@ UTTERANCES = [
 ]
 
 
-async def _measure(talker, utterance: str, max_tokens: int) -> tuple[float, int, float]:
+# Knowledge phrases: the first chunk of the first 32 questions of data/eval/realistic_chunks.jsonl (NQ-open
+# questions, chunks written the way a Reasoner streams them). Decoded greedily, they restate their chunk.
+CHUNKS = Path(__file__).resolve().parents[2] / "data" / "eval" / "realistic_chunks.jsonl"
+
+
+def knowledge_contexts(n: int = 32) -> list[PhraseContext]:
+    """The knowledge phrases the bench decodes ([] where the repository's data folder is absent)."""
+    if not CHUNKS.exists():
+        return []
+    rows = [json.loads(line) for line in CHUNKS.read_text().splitlines()[:n]]
+    return [PhraseContext(r["question"], r["chunks"][0]) for r in rows]
+
+
+async def _measure(talker, utterance: str | PhraseContext, max_tokens: int) -> tuple[float, int, float]:
+    ctx = utterance if isinstance(utterance, PhraseContext) else PhraseContext(utterance)
     t0 = time.perf_counter()
     first = None
     n = 0
-    async for _ in talker.stream(PhraseContext(utterance), max_tokens):
+    async for _ in talker.stream(ctx, max_tokens):
         if first is None:
             first = time.perf_counter()
         n += 1
@@ -80,7 +96,7 @@ MODES = ("cold", "typed", "reference")
 SETTLE_S = 0.5  # a person typing: a word every ~1 s, far longer than one prefix prefill here
 
 
-async def _cold(talker, utterance: str, max_tokens: int):
+async def _cold(talker, utterance: str | PhraseContext, max_tokens: int):
     # A different utterance first, so the KV cache holds no prefix of this one but the template.
     await _measure(talker, "Okay.", 1)
     return await _measure(talker, utterance, max_tokens)
@@ -107,7 +123,8 @@ def _summary(results) -> dict:
 
 
 def run_bench(talker, rounds: int = 1, max_tokens: int = 48, mode: str = "cold") -> dict:
-    """TTFT percentiles and decode tokens/s for the first phrase of each utterance.
+    """TTFT percentiles and decode tokens/s for the first phrase of each utterance (a `<sil>` filler), and the
+    decode speed of knowledge phrases (`knowledge_contexts`, cold, after the utterances).
 
     mode: "cold" (the cache holds only the template), "typed" (the prompt was prefilled while typing), or
     "reference" (cold, interleaved utterance by utterance with `reference.ReferenceLoop` on the same
@@ -138,12 +155,14 @@ def run_bench(talker, rounds: int = 1, max_tokens: int = 48, mode: str = "cold")
                     await asyncio.sleep(SETTLE_S)
                     theirs.append(reference.measure(u, max_tokens))
                     await asyncio.sleep(SETTLE_S)
-        return ours, theirs
+        knowledge = [await _cold(talker, ctx, max_tokens) for _ in range(rounds) for ctx in knowledge_contexts()]
+        return ours, theirs, knowledge
 
-    ours, theirs = asyncio.run(main())
+    ours, theirs, knowledge = asyncio.run(main())
     word_counts = [len(u.split()) for u in UTTERANCES]
     out = {"talker": talker.describe(), "mode": mode, **_summary(ours),
            "utterance_words_min": min(word_counts), "utterance_words_max": max(word_counts),
+           "knowledge_n": len(knowledge), "knowledge_decode_tok_s": _summary(knowledge)["talker_decode_tok_s"],
            "cpu_count": os.cpu_count(), "machine": platform.machine()}
     if reference is not None:
         ref = _summary(theirs)

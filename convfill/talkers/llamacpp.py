@@ -413,11 +413,12 @@ class LlamaCppTalker(Talker):
         saved_seed = llm._seed
         if filler is not None:
             llm.set_seed(filler.seed)  # the sampler is built (and seeded) by `_sampled` below
+        # Greedy phrases only: a sampled filler agreed with few guesses and ran slower (measured).
+        sampled = self._sampled(llm, tokens, max_tokens, opts, self.draft if filler is None and
+                                self.temperature == 0 else 0)
         try:
             emitted = 0
-            # Greedy phrases only: a sampled filler agreed with few guesses and ran slower (measured).
-            guess = self.draft if filler is None and self.temperature == 0 else 0
-            for i, tok in enumerate(self._sampled(llm, tokens, max_tokens, opts, guess)):
+            for i, tok in enumerate(sampled):
                 if stop.is_set() or tok in self._stop_ids or i >= max_tokens:
                     break
                 text = said[0] = said[0] + decoder.decode(llm.detokenize([tok], special=True))
@@ -430,6 +431,7 @@ class LlamaCppTalker(Talker):
                 if cuts:
                     break
         finally:
+            sampled.close()  # the cache keeps what was said before the slot is given back
             llm.set_seed(saved_seed)
 
     def _sampled(self, llm, tokens: list[int], max_tokens: int, opts: dict, guess: int) -> Iterator[int]:
@@ -468,7 +470,8 @@ class LlamaCppTalker(Talker):
 
     def describe(self) -> dict:
         d = {**super().describe(), "temperature": self.temperature,
-             "filler_sampling": self.filler_sampling.describe() if self.filler_sampling else "greedy"}
+             "filler_sampling": self.filler_sampling.describe() if self.filler_sampling else "greedy",
+             "draft": self.draft}
         return {**d, "merged": True} if self.merged else d
 
     def close(self) -> None:
