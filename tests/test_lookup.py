@@ -22,3 +22,13 @@ def test_the_longest_suffix_wins_and_a_lone_token_is_not_enough():
 def test_nothing_to_copy_gives_no_guess():
     assert draft([], 3) == [] and draft([1], 3) == [] and draft([1, 2, 3, 4], 3) == []
     assert draft([1, 1, 1], 2) == [1]  # "1 1" at 0-1 is followed by the last token itself
+
+
+def test_the_draft_setting_is_read_from_the_environment_and_capped(monkeypatch):
+    from convfill.talkers.llamacpp import DEFAULT_DRAFT, DRAFT_ENV, MAX_DRAFT, default_draft
+
+    for value, expected in (("0", 0), ("5", 5), ("100000", MAX_DRAFT), ("lots", DEFAULT_DRAFT), ("-2", DEFAULT_DRAFT)):
+        monkeypatch.setenv(DRAFT_ENV, value)
+        assert default_draft() == expected, value
+    monkeypatch.delenv(DRAFT_ENV)
+    assert default_draft() == DEFAULT_DRAFT == 3

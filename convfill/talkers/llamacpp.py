@@ -119,13 +119,15 @@ def default_slots() -> int:
 
 DRAFT_ENV = "CONVFILL_TALKER_DRAFT"  # tokens guessed per decode step (`lookup`); 0 = one token per step
 DEFAULT_DRAFT = 3
+MAX_DRAFT = 16  # a checked batch must fit llama-cpp-python's batch buffer (n_batch = 512) with room to spare
 
 
 def default_draft() -> int:
     """Draft tokens checked per decode step: CONVFILL_TALKER_DRAFT, else 3 (docs/benchmarks.md: a batch of 4
-    costs ~2.5 single steps here, and longer drafts were mostly wrong past their third token)."""
+    costs ~2.5 single steps here; 2, 3 and 4 guesses decoded knowledge phrases at 86, 93-104 and 91-96
+    tokens/s in one-off runs)."""
     env = os.environ.get(DRAFT_ENV, "").strip()
-    return int(env) if env.isdigit() else DEFAULT_DRAFT
+    return min(int(env), MAX_DRAFT) if env.isdigit() else DEFAULT_DRAFT
 
 
 def default_threads() -> int:
@@ -210,7 +212,8 @@ class LlamaCppTalker(Talker):
             `default_slots()`); made by `reserve` ahead of need, else when every one holds a phrase. Phrases in
             different contexts are stepped token by token (`convfill.talkers.slots`).
         draft: tokens guessed from the prompt and checked with each decode step (`lookup`; default
-            `default_draft()`, 0 = off): faster phrases that restate their chunk, the same tokens.
+            `default_draft()`, 0 = off, at most `MAX_DRAFT`): faster phrases that restate their chunk, the
+            same tokens up to how llama.cpp rounds a batch (docs/benchmarks.md).
         lora_path: GGUF LoRA adapter applied on top of the model: "auto" (default) = the shipped
             seed-trained ConvFill adapter when `model_path` is None, else none; "seed"; a path; None or
             "none" = no adapter (see `resolve_adapter`).
@@ -233,7 +236,7 @@ class LlamaCppTalker(Talker):
         super().__init__(name, template, system, style)
         self.temperature, self.top_p = temperature, top_p
         self.seed = seed
-        self.draft = default_draft() if draft is None else max(0, int(draft))
+        self.draft = default_draft() if draft is None else min(max(0, int(draft)), MAX_DRAFT)
         self.filler_sampling = fillers.resolve(filler_sampling)
         self.merged = False
         if fast and merge and lora_path is not None:

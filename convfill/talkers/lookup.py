@@ -1,10 +1,9 @@
 """Prompt lookup: guess a phrase's next tokens by copying what followed its last words earlier in the prompt.
 
-A Talker's knowledge phrase restates its chunk ("Jane Austen wrote it, in 1813") and a filler echoes the
-user's words, so the tokens after the phrase's last two or three are often the ones that followed them in
-the prompt. The guesses (a draft) are checked by the model in one batch with the token just sampled
-(`LlamaCppTalker`): every guess the sampler agrees with is a token without a decode step of its own; the
-first it does not agree with ends the draft. Output does not depend on the guesses, only speed (up to how
+A Talker's knowledge phrase restates its chunk ("Jane Austen wrote it, in 1813"), so the tokens after the
+phrase's last two or three are often the ones that followed them in the chunk. The guesses (a draft) are
+checked by the model in one batch with the token just sampled (`LlamaCppTalker`): every guess the sampler
+agrees with is a token without a decode step of its own; the first it does not agree with ends the draft. Output does not depend on the guesses, only speed (up to how
 llama.cpp rounds a batch against single steps, see docs/benchmarks.md).
 """
 
@@ -15,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 MAX_NGRAM = 3   # the longest run of last tokens looked up
-MIN_NGRAM = 2   # one token alone ("the", ",") recurs everywhere: guesses from it were mostly wrong (measured)
+MIN_NGRAM = 2   # one token alone ("the", ",") recurs everywhere: guessing from it was slower (simulated)
 
 
 def draft(tokens: Sequence[int] | np.ndarray, k: int, max_ngram: int = MAX_NGRAM,
