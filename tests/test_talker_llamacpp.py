@@ -207,3 +207,24 @@ async def test_visitors_taking_turns_keep_their_own_context_even_when_questions_
         assert shared >= len(talker.tokenize(a_next.split("Thanks!")[0])) - 1  # all up to A's new words
     finally:
         talker.close()
+
+
+def test_flash_attention_is_off_by_default_and_on_when_asked(real_talker, monkeypatch):
+    import threading
+
+    import llama_cpp
+
+    from convfill.talkers.llamacpp import FLASH_ENV
+
+    assert real_talker.describe()["flash_attn"] is False
+    assert real_talker.llm.context_params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    monkeypatch.setenv(FLASH_ENV, "1")
+    t = LlamaCppTalker(temperature=0.0, slots=2)
+    try:
+        assert t.describe()["flash_attn"] is True
+        assert t.llm.context_params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        ctx = PhraseContext("Who wrote Pride and Prejudice?", "Jane Austen wrote Pride and Prejudice in 1813.")
+        assert "Austen" in "".join(t.generate_in(1, t.prompt(ctx), 24, threading.Event()))  # a sibling context too
+        assert t._contexts[1].context_params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+    finally:
+        t.close()
