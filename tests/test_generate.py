@@ -196,7 +196,8 @@ async def test_killed_run_resumes_with_exactly_the_remaining_conversations(tmp_p
                       Reply(texts=[json.dumps(fill(specs[1]))], first_byte_s=30))  # hangs: we kill the run
         gen, _ = _gen(server, c)
         task = asyncio.create_task(gen.run())
-        while not (tmp_path / "gen.jsonl").exists():
+        out = tmp_path / "gen.jsonl"
+        while not (out.exists() and out.read_text().endswith("\n")):  # the first line whole, not just the file
             await asyncio.sleep(0.02)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
