@@ -140,6 +140,7 @@ def run_bench(talker, rounds: int = 1, max_tokens: int = 48, mode: str = "cold")
         # there (see ReferenceLoop.measure)
         reference = talker._model_thread.submit(ReferenceLoop.same_weights_as, talker).result()
     measure = _typed if mode == "typed" else _cold
+    contexts = knowledge_contexts()  # read once, before the event loop runs
 
     async def main():
         await _measure(talker, "Hello, are you there?", 8)  # warm-up: loads pages, builds graphs
@@ -155,7 +156,7 @@ def run_bench(talker, rounds: int = 1, max_tokens: int = 48, mode: str = "cold")
                     await asyncio.sleep(SETTLE_S)
                     theirs.append(reference.measure(u, max_tokens))
                     await asyncio.sleep(SETTLE_S)
-        knowledge = [await _cold(talker, ctx, max_tokens) for _ in range(rounds) for ctx in knowledge_contexts()]
+        knowledge = [await _cold(talker, ctx, max_tokens) for _ in range(rounds) for ctx in contexts]
         return ours, theirs, knowledge
 
     ours, theirs, knowledge = asyncio.run(main())

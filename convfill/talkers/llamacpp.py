@@ -110,11 +110,17 @@ SLOTS_ENV = "CONVFILL_TALKER_SLOTS"  # caches (llama.cpp contexts) one Talker ke
 DEFAULT_SLOTS = 8
 
 
+def _env_count(name: str, minimum: int) -> int | None:
+    """The whole number in the environment variable `name` when it is at least `minimum`, else None."""
+    env = os.environ.get(name, "").strip()
+    return int(env) if env.isdigit() and int(env) >= minimum else None
+
+
 def default_slots() -> int:
     """Contexts one Talker may keep: CONVFILL_TALKER_SLOTS, else 8 (~51 MB each at n_ctx 2048, see
     docs/benchmarks.md; all on the one loaded model)."""
-    env = os.environ.get(SLOTS_ENV, "").strip()
-    return int(env) if env.isdigit() and int(env) > 0 else DEFAULT_SLOTS
+    n = _env_count(SLOTS_ENV, 1)
+    return DEFAULT_SLOTS if n is None else n
 
 
 DRAFT_ENV = "CONVFILL_TALKER_DRAFT"  # tokens guessed per decode step (`lookup`); 0 = one token per step
@@ -126,8 +132,8 @@ def default_draft() -> int:
     """Draft tokens checked per decode step: CONVFILL_TALKER_DRAFT, else 3 (docs/benchmarks.md: a batch of 4
     costs ~2.5 single steps here; 2, 3 and 4 guesses decoded knowledge phrases at 86, 93-104 and 91-96
     tokens/s in one-off runs)."""
-    env = os.environ.get(DRAFT_ENV, "").strip()
-    return min(int(env), MAX_DRAFT) if env.isdigit() else DEFAULT_DRAFT
+    n = _env_count(DRAFT_ENV, 0)
+    return DEFAULT_DRAFT if n is None else min(n, MAX_DRAFT)
 
 
 FLASH_ENV = "CONVFILL_TALKER_FLASH_ATTN"  # 1 = llama.cpp's flash attention for the Talker (default off)
@@ -143,10 +149,8 @@ def default_flash_attn() -> bool:
 
 def default_threads() -> int:
     """llama.cpp threads when none are given: CONVFILL_TALKER_THREADS, else up to 4 (the cores there are)."""
-    env = os.environ.get(THREADS_ENV, "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    return max(1, min(4, os.cpu_count() or 1))
+    n = _env_count(THREADS_ENV, 1)
+    return max(1, min(4, os.cpu_count() or 1)) if n is None else n
 
 
 def load_llama(path: str | Path | None = None, n_ctx: int = 2048, n_threads: int | None = None,
@@ -467,19 +471,18 @@ class LlamaCppTalker(Talker):
         if not (cached == len(tokens) == llm.n_tokens and not llm._requires_eval):
             llm.n_tokens = min(cached, len(tokens) - 1)  # at least one token evaluated: fresh logits
             llm.eval(tokens[llm.n_tokens:])
-        history = list(tokens)
         valid, rows, guesses = llm.n_tokens, [-1], []  # cache positions sampled from; logit rows to sample
         try:
             while True:
                 for j, row in enumerate(rows):
                     token = sampler.sample(llm._ctx, row)
                     valid = llm.n_tokens - len(rows) + j + 1
-                    history.append(token)
                     yield token
                     if j >= len(guesses) or token != guesses[j]:
                         break  # the rows after a wrong guess are another phrase's
-                left = min(guess, max_tokens - (len(history) - len(tokens)), llm.n_ctx() - valid - 1)
-                guesses = lookup.draft(history, left) if left > 0 else []
+                said = valid - len(tokens) + 1  # the cache holds the prompt and all but the last token sampled
+                left = min(guess, max_tokens - said, llm.n_ctx() - valid - 1)
+                guesses = lookup.draft(np.append(llm.input_ids[:valid], token), left) if left > 0 else []
                 llm.n_tokens = valid
                 _decode(llm, [token, *guesses], every_row=bool(guesses))
                 rows = list(range(len(guesses) + 1)) if guesses else [-1]
