@@ -35,17 +35,26 @@ def _greedy(talker, ctx, n=32) -> str:
     return "".join(talker.generate(talker.prompt(ctx), n, threading.Event()))
 
 
-def test_default_talker_runs_the_merged_copy_and_says_the_same_as_the_unmerged_adapter(real_talker):
-    from training.export_gguf import VERIFY_CONTEXTS
-
+def test_default_talker_runs_the_merged_copy(real_talker):
     assert real_talker.describe()["merged"] is True and real_talker.merged
     assert real_talker.name == "SmolLM2-135M-Instruct.Q4_1.gguf+talker-seed-lora.gguf"  # what turns record
-    unmerged = LlamaCppTalker(merge=False)
+    assert Path(real_talker.llm.model_path).name.startswith("merged-talker-seed-lora-")
+
+
+@pytest.mark.parametrize("weights", ["q8_0", "bf16"])
+def test_the_merged_copy_says_the_same_as_the_unmerged_adapter(weights):
+    """For each weight type the Talker may run (the probe picks one per CPU): the adapter folded into the
+    weights and the adapter applied by llama.cpp on the same type say the same on the verify prompts."""
+    from training.export_gguf import VERIFY_CONTEXTS
+
+    merged, unmerged = LlamaCppTalker(weights=weights, slots=1), LlamaCppTalker(weights=weights, merge=False, slots=1)
     try:
-        assert "merged" not in unmerged.describe()
+        assert merged.merged and "merged" not in unmerged.describe()
+        assert all(t.llm.model_path.endswith(f".{weights}.gguf") for t in (merged, unmerged))
         for ctx in VERIFY_CONTEXTS:
-            assert _greedy(real_talker, ctx) == _greedy(unmerged, ctx), ctx
+            assert _greedy(merged, ctx) == _greedy(unmerged, ctx), ctx
     finally:
+        merged.close()
         unmerged.close()
 
 

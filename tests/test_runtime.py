@@ -22,7 +22,7 @@ import pytest
 
 from convfill import MIN_PYTHON, paths
 from convfill.prompt import PhraseContext
-from convfill.talkers import probe
+from convfill.talkers import probe, weights
 
 ROOT = Path(__file__).resolve().parents[1]
 VERIFY = (
@@ -66,6 +66,41 @@ def test_probe_passes_on_this_machine_and_its_verdict_is_cached(model_home):
     assert status.ok, status.detail
     cached = json.loads((model_home / "llamacpp-probe.json").read_text())
     assert cached["ok"] and cached["key"] == probe.probe_key()
+    # every weight type was timed on this CPU; the Talker runs the fastest prefill that decodes fast enough
+    assert set(status.timings) == set(weights.CANDIDATES), status.detail
+    assert all(t["prefill_ms"] > 0 and t["step_ms"] > 0 for t in status.timings.values())
+    assert status.weights == weights.choose(status.timings) and status.weights in status.detail
+    assert cached["weights"] == status.weights
+
+
+def test_the_weight_type_is_the_fastest_prefill_that_decodes_fast_enough():
+    t = {"q8_0": {"prefill_ms": 66.0, "step_ms": 8.1}, "bf16": {"prefill_ms": 45.6, "step_ms": 10.0}}
+    assert weights.choose(t) == "bf16"
+    t["bf16"]["step_ms"] = 14.0  # under 80 tokens/s: the shorter prefill does not pay for it
+    assert weights.choose(t) == "q8_0"
+    t["q8_0"]["step_ms"] = 15.0  # neither decodes that fast: the shorter prefill
+    assert weights.choose(t) == "bf16"
+    unknown = {"q8_0": {"prefill_ms": 66.0, "step_ms": 8.1}, "f99": {"prefill_ms": 1, "step_ms": 1}}
+    assert weights.choose(unknown) == "q8_0"  # a type this code does not know is never chosen
+    assert weights.choose({"bf16": {}}) is None and weights.choose({}) is None
+
+
+def test_a_child_that_ran_out_of_time_while_timing_still_passes_on_what_it_timed():
+    out = 'probe ok (4 pieces)\ntimed q8_0 {"prefill_ms": 66.0, "step_ms": 8.1}\n'
+    r = probe._passed(out, None, "", 300.0, "k")
+    assert r.ok and r.weights == "q8_0" and "ran out of time" in r.detail and "66.0 / 8.1 ms" in r.detail
+    r = probe._passed("probe ok (4 pieces)\n", -4, "", 9.0, "k")  # SIGILL before any type was timed
+    assert r.ok and r.weights == weights.DEFAULT and r.timings == {} and "SIGILL" in r.detail
+
+
+@pytest.mark.model
+def test_a_weight_type_that_crashes_when_timed_is_not_chosen(monkeypatch):
+    """The child passes the crash check on the default path, then "dies of SIGILL" timing BF16: llama.cpp is
+    still used, on the type that ran."""
+    monkeypatch.setenv(probe.FAULT_ENV, "ILL@bf16")
+    result = probe.run_probe()
+    assert result.ok and result.weights == "q8_0" and set(result.timings) == {"q8_0"}
+    assert "SIGILL" in result.detail and "\n" not in result.detail
 
 
 def test_unpermute_inverts_the_exporters_permute():

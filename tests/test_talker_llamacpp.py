@@ -209,22 +209,88 @@ async def test_visitors_taking_turns_keep_their_own_context_even_when_questions_
         talker.close()
 
 
-def test_flash_attention_is_off_by_default_and_on_when_asked(real_talker, monkeypatch):
+@pytest.mark.parametrize("name", ["q8_0", "bf16"])
+def test_the_weight_type_is_the_probes_choice_unless_one_is_asked_for(real_talker, monkeypatch, name):
     import threading
 
     import llama_cpp
 
+    from convfill.talkers import probe, weights
     from convfill.talkers.llamacpp import FLASH_ENV
 
-    assert real_talker.describe()["flash_attn"] is False
-    assert real_talker.llm.context_params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-    monkeypatch.setenv(FLASH_ENV, "1")
+    enabled = {True: llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED, False: llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED}
+    chosen = weights.CANDIDATES[probe.llamacpp_status().weights]
+    d = real_talker.describe()
+    assert d["weights"] == chosen.name and d["flash_attn"] is chosen.flash_attn
+    assert real_talker.llm.model_path.endswith(f".{chosen.name}.gguf")
+    assert real_talker.llm.context_params.flash_attn_type == enabled[chosen.flash_attn]
+    monkeypatch.setenv(weights.WEIGHTS_ENV, name)
     t = LlamaCppTalker(temperature=0.0, slots=2)
     try:
-        assert t.describe()["flash_attn"] is True
-        assert t.llm.context_params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        want = weights.CANDIDATES[name]
+        assert t.describe()["weights"] == name and t.llm.model_path.endswith(f".{name}.gguf")
+        assert t.describe()["flash_attn"] is want.flash_attn
         ctx = PhraseContext("Who wrote Pride and Prejudice?", "Jane Austen wrote Pride and Prejudice in 1813.")
         assert "Austen" in "".join(t.generate_in(1, t.prompt(ctx), 24, threading.Event()))  # a sibling context too
-        assert t._contexts[1].context_params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        assert t._contexts[1].context_params.flash_attn_type == enabled[want.flash_attn]
     finally:
         t.close()
+    monkeypatch.setenv(FLASH_ENV, "0" if want.flash_attn else "1")  # the attention setting can be forced
+    t = LlamaCppTalker(temperature=0.0, slots=1)
+    try:
+        assert t.describe()["flash_attn"] is not want.flash_attn
+        assert t.llm.context_params.flash_attn_type == enabled[not want.flash_attn]
+    finally:
+        t.close()
+
+
+def test_an_unknown_weight_type_is_a_clear_error(monkeypatch):
+    from convfill.errors import TalkerLoadError
+    from convfill.talkers import weights
+
+    monkeypatch.setenv(weights.WEIGHTS_ENV, "q2_k")
+    with pytest.raises(TalkerLoadError, match="auto, q8_0, bf16"):
+        weights.resolve(None)
+
+
+async def test_a_prompt_evaluated_again_or_word_by_word_holds_what_one_batch_holds(real_talker):
+    """Typing, or a phrase said after the prompt, must not change what the Talker says next: llama.cpp
+    computes a one-token batch with other kernels (its entries round differently, measured), so a prompt
+    token is never evaluated alone (`_batch_start`); the logits then equal one batch's bit for bit."""
+    import threading
+
+    import llama_cpp
+    import numpy as np
+
+    from convfill.talkers.llamacpp import _batch_start
+
+    assert [_batch_start(c, 10) for c in (0, 5, 8, 9, 10)] == [0, 5, 8, 8, 10]
+
+    def logits(llm):
+        row = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
+        return np.ctypeslib.as_array(row, shape=(llm.n_vocab(),)).copy()
+
+    question = "Which of the three bridges over the river near my aunt's farm is the oldest one?"
+    prompt = real_talker.prompt(PhraseContext(question))
+    tokens = real_talker.tokenize(prompt)
+    await real_talker.prefill(PhraseContext("Okay."))
+    words = question.split()
+    for i in range(1, len(words) + 1):  # as the textbox's input events arrive
+        await real_talker.prefill(PhraseContext(" ".join(words[:i])))
+    llm = next(c for c in real_talker._contexts if c.input_ids[: c.n_tokens].tolist() == tokens)
+    typed = logits(llm)
+
+    def cold_then_a_phrase():  # the prompt after the header in one batch; then a phrase said after it
+        llm.n_tokens = real_talker._header_tokens
+        llm.eval(tokens[llm.n_tokens:])
+        once = logits(llm)
+        said = "".join(real_talker.generate_in(real_talker._contexts.index(llm), prompt, 6, threading.Event()))
+        return once, said
+
+    once, said = await real_talker._on_model_thread(cold_then_a_phrase)
+    assert np.array_equal(once, typed), float(np.abs(once - typed).max())
+    assert said and llm.n_tokens > len(tokens)  # the cache holds the prompt and more: re-evaluated below
+    await real_talker.prefill(PhraseContext(question))
+    assert llm.input_ids[: llm.n_tokens].tolist() == tokens
+    again = logits(llm)
+    assert np.array_equal(once, again), float(np.abs(once - again).max())

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import TalkerLoadError
 from .. import paths
-from . import fillers, lookup
+from . import fillers, lookup, weights as weight_types
 from ..aio import SPECULATIVE
 from ..prompt import PhraseContext
 from .base import Talker
@@ -64,25 +64,30 @@ def default_gguf_path() -> Path:
     return path
 
 
-def fast_copy(path: Path) -> Path:
-    """A Q8_0 copy of a Q4_1 GGUF, made once under the data dir (about 0.5 s).
+_FTYPES = {"Q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "BF16": "LLAMA_FTYPE_MOSTLY_BF16"}
+
+
+def fast_copy(path: Path, qtype: str = "Q8_0") -> Path:
+    """A Q8_0 (or BF16) copy of a Q4_1 GGUF, made once under the data dir (about 0.5 s).
 
     Measured here (2 cores, AVX-512): llama.cpp prefills Q4_1 at ~300 tok/s but Q8_0 at ~640 tok/s, and
     prefill is most of the Talker's time to first token. Q4_1 -> Q8_0 keeps the weights' values (8-bit
-    blocks represent the 4-bit ones closely), so greedy output is unchanged in practice.
+    blocks represent the 4-bit ones closely), so greedy output is unchanged in practice; which of Q8_0 and
+    BF16 is faster depends on the CPU (`weights`).
     """
     import ctypes
 
     require_llamacpp()
     import llama_cpp
 
-    out = paths.home() / "models" / (path.stem + ".q8_0.gguf")
+    out = paths.home() / "models" / (path.stem + f".{qtype.lower()}.gguf")
     if out.exists() and out.stat().st_mtime >= path.stat().st_mtime:
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(f".tmp{os.getpid()}")
     params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype, params.allow_requantize, params.nthread = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0, True, 2
+    params.ftype, params.allow_requantize, params.nthread = getattr(llama_cpp, _FTYPES[qtype]), True, 2
+    params.token_embedding_type = llama_cpp.GGML_TYPE_Q8_0  # as shipped, and as `merge` keeps it
     # llama.cpp prints one line per tensor on stderr while quantizing; silence the file descriptor.
     with _quiet_stderr():
         rc = llama_cpp.llama_model_quantize(str(path).encode(), str(tmp).encode(), ctypes.byref(params))
@@ -136,15 +141,15 @@ def default_draft() -> int:
     return DEFAULT_DRAFT if n is None else min(n, MAX_DRAFT)
 
 
-FLASH_ENV = "CONVFILL_TALKER_FLASH_ATTN"  # 1 = llama.cpp's flash attention for the Talker (default off)
+FLASH_ENV = "CONVFILL_TALKER_FLASH_ATTN"  # 1 / 0: llama.cpp's flash attention on / off, whatever the weights
 
 
-def default_flash_attn() -> bool:
-    """Flash attention for the Talker when CONVFILL_TALKER_FLASH_ATTN=1. Measured here (docs/benchmarks.md):
-    faster (TTFT p50 76 vs 83 ms, decode +15%), a checked batch equal to single steps bit for bit, NQ-open
-    0.84 vs 0.76; but the merged and unmerged adapters then part on a verify prompt, so it stays off until
-    the merge check and more evaluations say it may be the default."""
-    return os.environ.get(FLASH_ENV, "").strip().lower() in ("1", "on", "true", "yes")
+def default_flash_attn() -> bool | None:
+    """CONVFILL_TALKER_FLASH_ATTN as on (1) or off (0); None when unset: the weight type's own setting
+    (`weights.CANDIDATES`: on with BF16; off with Q8_0, where it made the merged and unmerged adapters part
+    on a verify prompt, docs/benchmarks.md)."""
+    text = os.environ.get(FLASH_ENV, "").strip().lower()
+    return True if text in ("1", "on", "true", "yes") else False if text in ("0", "off", "false", "no") else None
 
 
 def default_threads() -> int:
@@ -213,8 +218,10 @@ class LlamaCppTalker(Talker):
         model_path: a GGUF file; None = the shipped SmolLM2-135M-Instruct Q4_1.
         style: "prompted" or "convfill". Default: "convfill" with an adapter or any other model file
             (assumed a trained ConvFill Talker), "prompted" for the bare shipped base.
-        fast: run a Q8_0 copy of Q4_1 weights (twice the prefill speed; see `fast_copy`).
-        merge: with an adapter and `fast`, run a Q8_0 copy with the adapter folded into its weights
+        fast: run a Q8_0 or BF16 copy of Q4_1 weights (twice the prefill speed or more; see `fast_copy`).
+        weights: which of those types: "q8_0", "bf16" or None / "auto" (default: CONVFILL_TALKER_WEIGHTS, else
+            the one the llama.cpp probe measured fastest on this CPU, `convfill.talkers.weights`).
+        merge: with an adapter and `fast`, run a copy in that type with the adapter folded into its weights
             (`merge.merged_copy`, made once): faster decoding, same phrases in practice. If the merge fails
             the adapter is applied unmerged.
         temperature: 0 = greedy (every phrase; fillers follow `filler_sampling` while this is 0).
@@ -229,8 +236,8 @@ class LlamaCppTalker(Talker):
         draft: tokens guessed from the prompt and checked with each decode step (`lookup`; default
             `default_draft()`, 0 = off, at most `MAX_DRAFT`): faster phrases that restate their chunk, the
             same tokens up to how llama.cpp rounds a batch (docs/benchmarks.md).
-        flash_attn: llama.cpp's flash attention (default `default_flash_attn()`: off; sibling contexts share
-            the setting).
+        flash_attn: llama.cpp's flash attention (default: `default_flash_attn()`, else what the weight type
+            was checked with; sibling contexts share the setting).
         lora_path: GGUF LoRA adapter applied on top of the model: "auto" (default) = the shipped
             seed-trained ConvFill adapter when `model_path` is None, else none; "seed"; a path; None or
             "none" = no adapter (see `resolve_adapter`).
@@ -243,7 +250,7 @@ class LlamaCppTalker(Talker):
                  n_threads: int | None = None, n_ctx: int = 2048, lora_path: str | Path | None = AUTO_ADAPTER,
                  seed: int = 0, system: str | None = None, fast: bool = True, merge: bool = True,
                  filler_sampling="auto", slots: int | None = None, draft: int | None = None,
-                 flash_attn: bool | None = None):
+                 flash_attn: bool | None = None, weights: str | None = None):
         lora_path = resolve_adapter(lora_path, model_path)
         if lora_path is not None and not lora_path.exists():
             raise TalkerLoadError(f"LoRA adapter not found: {lora_path}")
@@ -257,15 +264,22 @@ class LlamaCppTalker(Talker):
         self.draft = default_draft() if draft is None else min(max(0, int(draft)), MAX_DRAFT)
         self.filler_sampling = fillers.resolve(filler_sampling)
         self.merged = False
+        require_llamacpp()  # before the weight type, which the probe measures
+        chosen = weight_types.resolve(weights) if fast else None
+        self.weights = None  # the type converted to, when a copy is run (a file given as it is keeps its own)
         if fast and merge and lora_path is not None:
-            require_llamacpp()  # the merge itself needs no llama.cpp, but loading its result does
             try:
-                path, lora_path, self.merged = merged_copy(path, lora_path), None, True
+                path, lora_path = merged_copy(path, lora_path, chosen.qtype), None
+                self.merged, self.weights = True, chosen
             except Exception as e:  # noqa: BLE001 - an odd adapter still runs, unmerged
                 log.warning("could not merge %s into %s (%s); applying it unmerged", lora_path, path.name, e)
         if fast and "q4_1" in path.name.lower():
-            path = fast_copy(path)
-        self.flash_attn = default_flash_attn() if flash_attn is None else bool(flash_attn)
+            path, self.weights = fast_copy(path, chosen.qtype), chosen
+        if flash_attn is None:
+            flash_attn = default_flash_attn()
+        if flash_attn is None:
+            flash_attn = self.weights.flash_attn if self.weights else False
+        self.flash_attn = bool(flash_attn)
         self.llm = load_llama(path, n_ctx=n_ctx, n_threads=n_threads, lora_path=lora_path, seed=seed,
                               flash_attn=self.flash_attn)
         # slot 0; the others are made by `_context` (from `reserve`, or when every one is busy)
@@ -298,7 +312,14 @@ class LlamaCppTalker(Talker):
         return {"filler": plan} if plan else {}
 
     def tokenize(self, prompt: str) -> list[int]:
-        return self.llm.tokenize(prompt.encode(), add_bos=False, special=True)
+        return list(self._tokens(prompt))
+
+    @functools.cached_property
+    def _tokens(self):
+        """Tokenizing, remembered for the last prompts: a phrase's prompt is tokenized to pick its context and
+        again to run it (~0.4 ms each on this 49k vocabulary, measured), the typed prefix every keystroke."""
+        return functools.lru_cache(maxsize=64)(
+            lambda prompt: tuple(self.llm.tokenize(prompt.encode(), add_bos=False, special=True)))
 
     def _context(self, slot: int):
         """The llama.cpp context of `slot`, made on the model thread the first time (`sibling_context`, then
@@ -400,11 +421,13 @@ class LlamaCppTalker(Talker):
                 # The prompt is a strict prefix of the cache: the logits held are a later position's. Evaluate
                 # its last token again, or the next generate would sample from them.
                 n -= 1
-            llm.n_tokens = n
-            for i in range(n, len(tokens), self._WARM_BATCH):
+            llm.n_tokens = n = _batch_start(n, len(tokens))
+            while n < len(tokens):
                 if self._wanted.is_set():
                     return
-                llm.eval(tokens[i: i + self._WARM_BATCH])
+                end = n + self._WARM_BATCH if len(tokens) - n - self._WARM_BATCH >= 2 else len(tokens)
+                llm.eval(tokens[n:end])  # never a last batch of one token (`_batch_start`)
+                n = end
         finally:
             self._slots.give(slot)
 
@@ -469,7 +492,7 @@ class LlamaCppTalker(Talker):
         sampler = llm._init_sampler(repeat_penalty=1.1, **opts)  # the chain `Llama.generate` builds
         cached = _shared(llm.input_ids[: llm.n_tokens], tokens)
         if not (cached == len(tokens) == llm.n_tokens and not llm._requires_eval):
-            llm.n_tokens = min(cached, len(tokens) - 1)  # at least one token evaluated: fresh logits
+            llm.n_tokens = _batch_start(min(cached, len(tokens) - 1), len(tokens))  # fresh logits
             llm.eval(tokens[llm.n_tokens:])
         valid, rows, guesses = llm.n_tokens, [-1], []  # cache positions sampled from; logit rows to sample
         try:
@@ -493,7 +516,8 @@ class LlamaCppTalker(Talker):
     def describe(self) -> dict:
         d = {**super().describe(), "temperature": self.temperature,
              "filler_sampling": self.filler_sampling.describe() if self.filler_sampling else "greedy",
-             "draft": self.draft, "flash_attn": self.flash_attn}
+             "draft": self.draft, "flash_attn": self.flash_attn,
+             "weights": self.weights.name if self.weights else "as in the file"}
         return {**d, "merged": True} if self.merged else d
 
     def close(self) -> None:
@@ -528,6 +552,17 @@ def _decode(llm, batch: list[int], every_row: bool) -> None:
     llm._ctx.decode(llm._batch)
     llm.input_ids[n: n + len(batch)] = batch
     llm.n_tokens, llm._requires_eval = n + len(batch), False
+
+
+def _batch_start(cached: int, total: int) -> int:
+    """Where to evaluate a prompt of `total` tokens from when `cached` are held: never one token alone.
+
+    llama.cpp computes a batch of one token with other kernels than a longer batch (a single-token step is a
+    matrix-vector product), so its cache entries round differently (measured: logits up to 0.6 apart; a
+    prompt evaluated in batches of two or more holds bit for bit what one batch holds). Evaluating the
+    token before it again keeps a prompt prefilled word by word, or after a turn, as if evaluated at once.
+    """
+    return max(0, total - 2) if total - cached == 1 else cached
 
 
 def _shared(cached, tokens) -> int:

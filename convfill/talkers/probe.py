@@ -8,9 +8,13 @@ down with every visitor's session, so the first use of llama.cpp in a process ru
 dies, `require_llamacpp()` raises `RuntimeUnavailable` with one line saying which signal and what to do,
 and `convfill.talkers.get_talker` falls back to the transformers runtime on the same weights.
 
+After that check the child times each weight type (`weights.measure`, ~10 s on a first run: it makes their
+copies); the Talker runs the fastest that did not crash or fail there (`ProbeResult.weights`).
+
 The verdict is cached in `$CONVFILL_HOME/llamacpp-probe.json` keyed by the llama.cpp library files, the
 Python executable and the CPU, so a new build or a new machine is probed again. `CONVFILL_PROBE_SIGNAL`
-(e.g. `ILL`) makes the child kill itself with that signal: how tests and `doctor` prove the fallback.
+(e.g. `ILL`) makes the child kill itself with that signal: how tests and `doctor` prove the fallback;
+`ILL@bf16` does it only when the child is about to time that weight type.
 """
 
 from __future__ import annotations
@@ -30,9 +34,11 @@ from pathlib import Path
 
 from .. import paths
 from ..errors import TalkerLoadError
+from . import weights
 
 PROBE_TOKENS = 4
-PROBE_TIMEOUT_S = 300.0  # a first run converts the Q8_0 copy; a slow shared CPU can take a while
+PROBE_VERSION = "2"  # what the child does: 2 = the crash check, then the weight types timed
+PROBE_TIMEOUT_S = 300.0  # a first run converts the weight copies; a slow shared CPU can take a while
 _IN_CHILD = "CONVFILL_PROBING"
 FAULT_ENV = "CONVFILL_PROBE_SIGNAL"
 REINSTALL = ("pip install --force-reinstall --no-deps --no-cache-dir -r requirements.txt "
@@ -53,6 +59,8 @@ class ProbeResult:
         signal: the signal's name when the child was killed by one ("SIGILL").
         seconds: how long the child ran.
         key: what the verdict is valid for (library files, Python, CPU).
+        weights: the weight type the Talker runs (`weights.CANDIDATES`), the fastest the child timed.
+        timings: {weight type: what `weights.measure` timed}, for `doctor` and docs/benchmarks.md.
     """
 
     ok: bool
@@ -60,6 +68,8 @@ class ProbeResult:
     signal: str | None = None
     seconds: float = 0.0
     key: str = ""
+    weights: str | None = None
+    timings: dict | None = None
 
 
 _SIGNAL_MEANING = {
@@ -98,7 +108,7 @@ def probe_key() -> str:
         st = p.stat()
         h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     h.update(sys.executable.encode() + b"\n" + _cpu_signature().encode())
-    h.update((os.environ.get(FAULT_ENV) or "").encode())
+    h.update((os.environ.get(FAULT_ENV) or "").encode() + PROBE_VERSION.encode())
     return h.hexdigest()[:16]
 
 
@@ -151,15 +161,38 @@ def run_probe(timeout_s: float = PROBE_TIMEOUT_S) -> ProbeResult:
     try:
         proc = subprocess.run([sys.executable, "-m", "convfill.talkers.probe"], env=env, capture_output=True,
                               text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        return ProbeResult(False, f"llama.cpp's test run did not finish in {timeout_s:g} s; using the "
-                                  "transformers runtime instead", seconds=timeout_s, key=key)
+        stdout, code, stderr = proc.stdout, proc.returncode, proc.stderr
+    except subprocess.TimeoutExpired as e:  # past the crash check, only the timing may have run out of time
+        stdout = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        code, stderr = None, ""
+        if "probe ok" not in stdout:
+            return ProbeResult(False, f"llama.cpp's test run did not finish in {timeout_s:g} s; using the "
+                                      "transformers runtime instead", seconds=timeout_s, key=key)
     seconds = round(time.monotonic() - t0, 2)
-    if proc.returncode == 0 and "probe ok" in proc.stdout:
-        return ProbeResult(True, f"llama.cpp decoded {PROBE_TOKENS} tokens in a test run ({seconds:g} s)",
-                           seconds=seconds, key=key)
-    sig, detail = _describe_exit(proc.returncode, proc.stderr)
+    if "probe ok" in stdout:  # the default path ran; a weight type timed after it may still have died
+        return _passed(stdout, code, stderr, seconds, key)
+    sig, detail = _describe_exit(code, stderr)
     return ProbeResult(False, detail, signal=sig, seconds=seconds, key=key)
+
+
+def _passed(stdout: str, code: int | None, stderr: str, seconds: float, key: str) -> ProbeResult:
+    """The verdict of a child that passed the crash check: the weight type chosen from the lines it timed."""
+    timings = {}
+    for line in stdout.splitlines():
+        if line.startswith("timed "):
+            name, _, data = line.removeprefix("timed ").partition(" ")
+            timings[name] = json.loads(data)
+    chosen = weights.choose(timings) or weights.DEFAULT
+    detail = f"llama.cpp decoded {PROBE_TOKENS} tokens in a test run ({seconds:g} s); weights {chosen}"
+    if timings:
+        detail += " (prefill / decode step: " + "; ".join(
+            f"{k} {v.get('prefill_ms', '?')} / {v.get('step_ms', '?')} ms" for k, v in timings.items()) + ")"
+    if code is None:
+        detail += "; timing the weight types ran out of time"
+    elif code:
+        sig, _ = _describe_exit(code, stderr)
+        detail += f"; timing the weight types ended with {sig or f'exit code {code}'}"
+    return ProbeResult(True, detail, seconds=seconds, key=key, weights=chosen, timings=timings)
 
 
 _lock = threading.Lock()
@@ -192,10 +225,15 @@ def require_llamacpp() -> None:
 
 
 def _child() -> int:
-    """The child's work: the default Talker's real load path, then a few greedy tokens."""
-    fault = os.environ.get(FAULT_ENV, "").strip().upper()
-    if fault:
+    """The child's work: the default Talker's real load path, then a few greedy tokens; then each weight type
+    timed (a line each, printed as it is done: a type that crashes leaves the earlier ones' lines)."""
+    fault, _, fault_at = os.environ.get(FAULT_ENV, "").strip().upper().partition("@")
+
+    def crash() -> None:
         os.kill(os.getpid(), getattr(signal, fault if fault.startswith("SIG") else "SIG" + fault))
+
+    if fault and not fault_at:
+        crash()
     from ..prompt import PhraseContext
     from .llamacpp import LlamaCppTalker
 
@@ -204,6 +242,13 @@ def _child() -> int:
     n = sum(1 for _ in talker.generate(prompt, PROBE_TOKENS, threading.Event()))
     talker.close()
     print(f"probe ok ({n} pieces)", flush=True)
+    for w in weights.CANDIDATES.values():
+        if fault and fault_at == w.name.upper():  # e.g. ILL@BF16: that type's kernels "crash"
+            crash()
+        try:
+            print(f"timed {w.name} {json.dumps(weights.measure(w))}", flush=True)
+        except Exception as e:  # noqa: BLE001 - a type that cannot run here is not chosen
+            print(f"{w.name} failed: {e}", file=sys.stderr, flush=True)
     return 0
 
 
