@@ -2,7 +2,7 @@
 
 Before, chat phrases were judged only when somebody pressed "Score" in the Labeling tab. `LiveJudge` keeps
 one worker thread and a bounded queue of turn ids: the recorder hands it each turn once the store has it,
-the worker loads the judge once (the same one the Labeling tab uses) and writes one suggestion per phrase.
+the worker loads the judge once, as it starts (the same one the Labeling tab uses) and writes one suggestion per phrase.
 The Chat tab then draws each phrase's E/N/C badge on the timeline. When the queue is full the oldest
 waiting turn is left for "Score" to catch up: a flood of turns never grows memory or delays the chat.
 torch runs single-threaded in the app (`convfill.ui._share_cores_with_llamacpp`), so judging here does not
@@ -12,23 +12,37 @@ slow the Talker's decoding.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import threading
 
-from convfill.nli.judge import load_judge
+from convfill.nli.judge import configured_model, load_judge
 from .store import LabelStore
 
 log = logging.getLogger(__name__)
 
 
+@functools.lru_cache(maxsize=4)
+def _loaded(name: str):
+    return load_judge(name)
+
+
+def shared_judge():
+    """`load_judge()`, once per process and configured model: every app built in this process (the tests
+    build many) shares the judge instead of loading it again (~7 s on a slow 2-core CPU)."""
+    return _loaded(configured_model())
+
+
 class LiveJudge:
     """Args:
         store: where phrases are read and suggestions written.
-        judge_loader: `() -> (judge | None, message)`, called once on first use.
+        judge_loader: `() -> (judge | None, message)`, called once, by the worker as it starts: a first
+            turn's badges wait for the judge at most a few seconds (`ChatSession.judged`), less than loading
+            one takes on a slow CPU (7.2 s measured).
         max_waiting: turns that may wait for judging; beyond it the oldest is dropped (still unscored).
     """
 
-    def __init__(self, store: LabelStore, judge_loader=load_judge, max_waiting: int = 64):
+    def __init__(self, store: LabelStore, judge_loader=shared_judge, max_waiting: int = 64):
         self.store, self.judge_loader = store, judge_loader
         self.max_waiting = max_waiting
         self._waiting: collections.deque[str] = collections.deque()
@@ -71,6 +85,10 @@ class LiveJudge:
         return {int(i): label for i, label in rows}
 
     def _run(self) -> None:
+        try:
+            self.load()  # before any turn is stored, not when the first one is
+        except Exception:  # noqa: BLE001 - a loader that raises: its turns are left for "Score"
+            log.exception("loading the live judge failed")
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._waiting)

@@ -14,6 +14,7 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from convfill.config import EngineConfig
@@ -23,6 +24,7 @@ from convfill.prompt import PhraseContext
 from convfill.reasoners.oracle import OracleReasoner
 from convfill.talkers.llamacpp import SEED_ADAPTER, LlamaCppTalker, default_gguf_path
 from convfill.talkers.merge import merged_copy, merged_path
+from convfill.talkers.weights import CANDIDATES
 
 pytestmark = pytest.mark.model
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,21 +43,68 @@ def test_default_talker_runs_the_merged_copy(real_talker):
     assert Path(real_talker.llm.model_path).name.startswith("merged-talker-seed-lora-")
 
 
-@pytest.mark.parametrize("weights", ["q8_0", "bf16"])
-def test_the_merged_copy_says_the_same_as_the_unmerged_adapter(weights):
-    """For each weight type the Talker may run (the probe picks one per CPU): the adapter folded into the
-    weights and the adapter applied by llama.cpp on the same type say the same on the verify prompts."""
+# Two roundings of the same weights may break a near-tie differently (merged Q8_0 with flash attention: "It
+# was by Jane Austen." where the unmerged adapter says "It was written by", 0.05 logits apart); an adapter
+# folded wrongly, or not at all, moves its choices by whole logits (the control below).
+NEAR_TIE = 0.25
+
+
+def _greedy_judged(speaker, judge, prompt: str, n: int = 32) -> float:
+    """`speaker`'s greedy phrase for `prompt`, token by token, each step also evaluated by `judge`: the most
+    `judge`'s best (repeat-penalised, as the Talker samples) logit exceeds its logit for the spoken token."""
+    tokens = speaker.tokenize(prompt)
+    for llm in (speaker.llm, judge.llm):
+        llm.reset()
+        llm.eval(tokens)
+    said, worst, text = [], 0.0, ""
+    for _ in range(n):
+        mine, theirs = (_penalised(_last_logits(llm), said) for llm in (speaker.llm, judge.llm))
+        token = int(mine.argmax())
+        worst = max(worst, float(theirs.max() - theirs[token]))
+        text += speaker.llm.detokenize([token], special=True).decode(errors="replace")
+        if token in speaker._stop_ids or "\n" in text.strip(" ") or "<|im_" in text:
+            break
+        said.append(token)
+        for llm in (speaker.llm, judge.llm):
+            llm.eval([token])
+    return worst
+
+
+def _last_logits(llm) -> np.ndarray:
+    return np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),))
+
+
+def _penalised(row, said, penalty=1.1):
+    """llama.cpp's repeat penalty (1.1, the Talker's) on the tokens this phrase has said."""
+    row = np.array(row, dtype=np.float64)
+    ids = np.unique(np.asarray(said, dtype=np.intp))
+    row[ids] = np.where(row[ids] > 0, row[ids] / penalty, row[ids] * penalty)
+    return row
+
+
+@pytest.mark.parametrize("weights", list(CANDIDATES))
+def test_the_merged_copy_says_what_the_unmerged_adapter_says(weights):
+    """For each weight type the Talker may run (the probe picks one per CPU): on the verify prompts, every
+    token the adapter folded into the weights says greedily is the unmerged adapter's choice too (on the same
+    type and attention kernel), or within a rounding's near-tie of it, and the other way round."""
     from training.export_gguf import VERIFY_CONTEXTS
 
-    merged, unmerged = LlamaCppTalker(weights=weights, slots=1), LlamaCppTalker(weights=weights, merge=False, slots=1)
+    w = CANDIDATES[weights]
+    merged, unmerged, bare = (LlamaCppTalker(weights=weights, slots=1, draft=0, **kw)
+                              for kw in ({}, {"merge": False}, {"lora_path": None}))
     try:
         assert merged.merged and "merged" not in unmerged.describe()
-        assert all(t.llm.model_path.endswith(f".{weights}.gguf") for t in (merged, unmerged))
+        assert all(t.llm.model_path.endswith(f".{w.qtype.lower()}.gguf") for t in (merged, unmerged))
+        assert all(t.flash_attn is w.flash_attn for t in (merged, unmerged, bare))
         for ctx in VERIFY_CONTEXTS:
-            assert _greedy(merged, ctx) == _greedy(unmerged, ctx), ctx
+            prompt = merged.prompt(ctx)
+            assert _greedy_judged(merged, unmerged, prompt) <= NEAR_TIE, ctx
+            assert _greedy_judged(unmerged, merged, prompt) <= NEAR_TIE, ctx
+        # The control: the base without the adapter fails this check on these prompts.
+        assert max(_greedy_judged(merged, bare, merged.prompt(ctx)) for ctx in VERIFY_CONTEXTS) > 4 * NEAR_TIE
     finally:
-        merged.close()
-        unmerged.close()
+        for t in (merged, unmerged, bare):
+            t.close()
 
 
 def test_merged_copy_is_made_once_and_follows_the_adapter(tmp_path, model_home):

@@ -47,3 +47,22 @@ def test_badges_are_drawn_over_their_phrases():
     assert svg.count('class="cf-badge"') == 2
     assert 'data-label="neutral"' in svg and 'data-label="contradiction"' in svg and ">C<" in svg
     assert 'class="cf-badge"' not in render_timeline(events)
+
+
+def test_the_judge_is_loaded_when_the_app_starts_not_at_the_first_turn(tmp_path):
+    """The first turn's badges wait for the judge a few seconds at most; loading one took 7.2 s on a slow CPU."""
+    import threading
+
+    from labeling.live import LiveJudge, shared_judge
+    from labeling.store import LabelStore
+
+    started = threading.Event()
+
+    def loader():
+        started.set()
+        return None, "no judge here"
+
+    live = LiveJudge(LabelStore(tmp_path / "a.db"), judge_loader=loader)
+    assert started.wait(10), "the worker did not load its judge before any turn was submitted"
+    assert live.load() == (None, "no judge here")
+    assert shared_judge() is shared_judge()  # one judge per process, however many apps are built

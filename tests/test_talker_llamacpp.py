@@ -209,7 +209,7 @@ async def test_visitors_taking_turns_keep_their_own_context_even_when_questions_
         talker.close()
 
 
-@pytest.mark.parametrize("name", ["q8_0", "bf16"])
+@pytest.mark.parametrize("name", ["q8_0", "q8_0-flash", "bf16"])
 def test_the_weight_type_is_the_probes_choice_unless_one_is_asked_for(real_talker, monkeypatch, name):
     import threading
 
@@ -222,13 +222,13 @@ def test_the_weight_type_is_the_probes_choice_unless_one_is_asked_for(real_talke
     chosen = weights.CANDIDATES[probe.llamacpp_status().weights]
     d = real_talker.describe()
     assert d["weights"] == chosen.name and d["flash_attn"] is chosen.flash_attn
-    assert real_talker.llm.model_path.endswith(f".{chosen.name}.gguf")
+    assert real_talker.llm.model_path.endswith(f".{chosen.qtype.lower()}.gguf")
     assert real_talker.llm.context_params.flash_attn_type == enabled[chosen.flash_attn]
     monkeypatch.setenv(weights.WEIGHTS_ENV, name)
     t = LlamaCppTalker(temperature=0.0, slots=2)
     try:
         want = weights.CANDIDATES[name]
-        assert t.describe()["weights"] == name and t.llm.model_path.endswith(f".{name}.gguf")
+        assert t.describe()["weights"] == name and t.llm.model_path.endswith(f".{want.qtype.lower()}.gguf")
         assert t.describe()["flash_attn"] is want.flash_attn
         ctx = PhraseContext("Who wrote Pride and Prejudice?", "Jane Austen wrote Pride and Prejudice in 1813.")
         assert "Austen" in "".join(t.generate_in(1, t.prompt(ctx), 24, threading.Event()))  # a sibling context too
@@ -249,7 +249,7 @@ def test_an_unknown_weight_type_is_a_clear_error(monkeypatch):
     from convfill.talkers import weights
 
     monkeypatch.setenv(weights.WEIGHTS_ENV, "q2_k")
-    with pytest.raises(TalkerLoadError, match="auto, q8_0, bf16"):
+    with pytest.raises(TalkerLoadError, match="auto, q8_0, q8_0-flash, bf16"):
         weights.resolve(None)
 
 

@@ -146,8 +146,7 @@ FLASH_ENV = "CONVFILL_TALKER_FLASH_ATTN"  # 1 / 0: llama.cpp's flash attention o
 
 def default_flash_attn() -> bool | None:
     """CONVFILL_TALKER_FLASH_ATTN as on (1) or off (0); None when unset: the weight type's own setting
-    (`weights.CANDIDATES`: on with BF16; off with Q8_0, where it made the merged and unmerged adapters part
-    on a verify prompt, docs/benchmarks.md)."""
+    (`weights.CANDIDATES`: "q8_0" off, "q8_0-flash" and "bf16" on)."""
     text = os.environ.get(FLASH_ENV, "").strip().lower()
     return True if text in ("1", "on", "true", "yes") else False if text in ("0", "off", "false", "no") else None
 
@@ -219,8 +218,9 @@ class LlamaCppTalker(Talker):
         style: "prompted" or "convfill". Default: "convfill" with an adapter or any other model file
             (assumed a trained ConvFill Talker), "prompted" for the bare shipped base.
         fast: run a Q8_0 or BF16 copy of Q4_1 weights (twice the prefill speed or more; see `fast_copy`).
-        weights: which of those types: "q8_0", "bf16" or None / "auto" (default: CONVFILL_TALKER_WEIGHTS, else
-            the one the llama.cpp probe measured fastest on this CPU, `convfill.talkers.weights`).
+        weights: which of those types (and attention kernel): "q8_0", "q8_0-flash", "bf16" or None / "auto"
+            (default: CONVFILL_TALKER_WEIGHTS, else the one the llama.cpp probe measured fastest on this CPU,
+            `convfill.talkers.weights`).
         merge: with an adapter and `fast`, run a copy in that type with the adapter folded into its weights
             (`merge.merged_copy`, made once): faster decoding, same phrases in practice. If the merge fails
             the adapter is applied unmerged.

@@ -8,8 +8,9 @@ down with every visitor's session, so the first use of llama.cpp in a process ru
 dies, `require_llamacpp()` raises `RuntimeUnavailable` with one line saying which signal and what to do,
 and `convfill.talkers.get_talker` falls back to the transformers runtime on the same weights.
 
-After that check the child times each weight type (`weights.measure`, ~10 s on a first run: it makes their
-copies); the Talker runs the fastest that did not crash or fail there (`ProbeResult.weights`).
+After that check the child loads each weight type and times it once (a type that crashes or fails is left
+out), then times them in turn for `TIMING_ROUNDS` rounds (`weights.Timer`; ~15-25 s on a first run: it makes
+their copies); the Talker runs the fastest (`ProbeResult.weights`).
 
 The verdict is cached in `$CONVFILL_HOME/llamacpp-probe.json` keyed by the llama.cpp library files, the
 Python executable and the CPU, so a new build or a new machine is probed again. `CONVFILL_PROBE_SIGNAL`
@@ -37,7 +38,8 @@ from ..errors import TalkerLoadError
 from . import weights
 
 PROBE_TOKENS = 4
-PROBE_VERSION = "2"  # what the child does: 2 = the crash check, then the weight types timed
+PROBE_VERSION = "3"  # what the child does: 3 = the crash check, then the weight types timed in turn
+TIMING_ROUNDS = 5  # per weight type; ~0.5 s each here
 PROBE_TIMEOUT_S = 300.0  # a first run converts the weight copies; a slow shared CPU can take a while
 _IN_CHILD = "CONVFILL_PROBING"
 FAULT_ENV = "CONVFILL_PROBE_SIGNAL"
@@ -60,7 +62,7 @@ class ProbeResult:
         seconds: how long the child ran.
         key: what the verdict is valid for (library files, Python, CPU).
         weights: the weight type the Talker runs (`weights.CANDIDATES`), the fastest the child timed.
-        timings: {weight type: what `weights.measure` timed}, for `doctor` and docs/benchmarks.md.
+        timings: {weight type: what its `weights.Timer` measured}, for `doctor` and docs/benchmarks.md.
     """
 
     ok: bool
@@ -226,7 +228,8 @@ def require_llamacpp() -> None:
 
 def _child() -> int:
     """The child's work: the default Talker's real load path, then a few greedy tokens; then each weight type
-    timed (a line each, printed as it is done: a type that crashes leaves the earlier ones' lines)."""
+    loaded and timed, then all of them in turn (a line per type and round, printed as it is done: a type that
+    crashes when loaded leaves the earlier ones' lines)."""
     fault, _, fault_at = os.environ.get(FAULT_ENV, "").strip().upper().partition("@")
 
     def crash() -> None:
@@ -242,13 +245,24 @@ def _child() -> int:
     n = sum(1 for _ in talker.generate(prompt, PROBE_TOKENS, threading.Event()))
     talker.close()
     print(f"probe ok ({n} pieces)", flush=True)
-    for w in weights.CANDIDATES.values():
+    timers = []
+    for w in weights.CANDIDATES.values():  # each loaded and timed once: a type that dies here is left out
         if fault and fault_at == w.name.upper():  # e.g. ILL@BF16: that type's kernels "crash"
             crash()
         try:
-            print(f"timed {w.name} {json.dumps(weights.measure(w))}", flush=True)
+            timer = weights.Timer(w)
+            timer.run()
         except Exception as e:  # noqa: BLE001 - a type that cannot run here is not chosen
             print(f"{w.name} failed: {e}", file=sys.stderr, flush=True)
+            continue
+        timers.append(timer)
+        print(f"timed {w.name} {json.dumps(timer.result())}", flush=True)
+    for _ in range(TIMING_ROUNDS - 1):  # then in turn, round by round; each line replaces that type's last
+        for timer in timers:
+            timer.run()
+            print(f"timed {timer.weights.name} {json.dumps(timer.result())}", flush=True)
+    for timer in timers:
+        timer.close()
     return 0
 
 
