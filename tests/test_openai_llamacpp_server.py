@@ -39,14 +39,15 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serve_gguf(model: Path, alias: str, log: Path, n_threads: int = 1, interrupt: bool = True):
+def serve_gguf(model: Path, alias: str, log: Path, n_threads: int = 1, interrupt: bool = True,
+               flash_attn: bool = False):
     """`python -m llama_cpp.server` on a free loopback port serving `model` as `alias`; yields its /v1 URL and
     always terminates it. `interrupt=False`: a new request waits for the running one instead of cutting it
     off (the server's default cuts it: a Talker server shared by phrases in flight must not)."""
     port = _free_port()
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", alias,
            "--port", str(port), "--host", "127.0.0.1", "--n_ctx", "2048", "--n_threads", str(n_threads),
-           "--verbose", "False", "--interrupt_requests", str(interrupt)]
+           "--verbose", "False", "--interrupt_requests", str(interrupt), "--flash_attn", str(flash_attn)]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                 env={**os.environ, "HF_HUB_OFFLINE": "1"})

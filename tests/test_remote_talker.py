@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from test_openai_llamacpp_server import _free_port, serve_gguf
@@ -30,12 +31,11 @@ CONTEXTS = (PhraseContext("Who wrote Pride and Prejudice?"),
 
 @pytest.fixture(scope="module")
 def talker_server(tmp_path_factory, real_talker):
-    from convfill.talkers.llamacpp import SEED_ADAPTER, default_gguf_path
-    from convfill.talkers.merge import merged_copy
-
+    """The local Talker's own file and attention kernel (the probe's choice on this CPU): two kernels may
+    break a near-tie differently ("It was by" / "It was written by Jane Austen.")."""
     log = tmp_path_factory.mktemp("talker_server") / "server.log"
-    with serve_gguf(merged_copy(default_gguf_path(), SEED_ADAPTER), "convfill-talker", log, n_threads=2,
-                    interrupt=False) as url:
+    with serve_gguf(Path(real_talker.llm.model_path), "convfill-talker", log, n_threads=2, interrupt=False,
+                    flash_attn=real_talker.flash_attn) as url:
         yield url
 
 

@@ -100,9 +100,12 @@ def test_a_short_turn_is_heard_from_a_short_window_like_the_full_one(asr):
         # one question after 25 s of silence: the window is cut around the speech
         assert "france" in _norm(short(np.concatenate([gap, x])))
         # speech at both ends of 29.5 s: with its padding the window would pass 30 s, so faster-whisper's
-        # own path hears it
-        both = np.concatenate([x, gap, x])
-        assert short(both) is None and _norm(asr.transcribe(both).text).count("capital") == 2
+        # own path hears it (two different questions: Whisper may drop a sentence said twice, as on an AMD Zen 3
+        # here, "What is the capital of friends?" for two "... of France?")
+        y = _to_16k(list(steady.speak("How many moons does Mars have?")))
+        both = np.concatenate([x, np.zeros(int(29.5 * 16000) - len(x) - len(y), np.float32), y])
+        heard = _norm(asr.transcribe(both).text)
+        assert short(both) is None and "capital" in heard and "mars" in heard, heard
         assert short(np.zeros(32000, np.float32)) == ""  # no speech found: nothing said
     finally:
         asr._short = short
