@@ -83,8 +83,8 @@ def choose(timings: dict[str, dict]) -> str | None:
 class Timer:
     """One candidate loaded in this process (the probe's child) to be timed: `run()` adds a round,
     `result()` says what the rounds so far measured. The probe loads every candidate, then runs their rounds
-    in turn, so a shared CPU's slow spells fall on all of them alike (one type timed after another was
-    chosen by chance here: the same configuration's median moved 98 -> 116 ms between runs)."""
+    in turn, so a shared CPU's slow spells fall on all of them alike (timed one after the other, the choice
+    was left to chance on a shared VM: one configuration's median moved 98 -> 116 ms between two runs)."""
 
     def __init__(self, weights: Weights):
         import threading
