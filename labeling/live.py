@@ -3,8 +3,9 @@
 Before, chat phrases were judged only when somebody pressed "Score" in the Labeling tab. `LiveJudge` keeps
 one worker thread and a bounded queue of turn ids: the recorder hands it each turn once the store has it,
 the worker loads the judge once, as it starts (the same one the Labeling tab uses), and writes one
-suggestion per phrase. The Chat tab then draws each phrase's E/N/C badge on the timeline. When the queue is full the oldest
-waiting turn is left for "Score" to catch up: a flood of turns never grows memory or delays the chat.
+suggestion per phrase. The Chat tab then draws each phrase's E/N/C badge on the timeline. When the queue is
+full the oldest waiting turn is left for "Score" to catch up: a flood of turns never grows memory or delays
+the chat.
 torch runs single-threaded in the app (`convfill.ui._share_cores_with_llamacpp`), so judging here does not
 slow the Talker's decoding.
 """

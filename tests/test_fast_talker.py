@@ -11,7 +11,6 @@ import json
 import statistics
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = ("Who wrote Pride and Prejudice?", "What is the capital city of Australia?",
              "How long should I boil an egg if I want the yolk a little runny?",
              "Can you explain how vaccines train the immune system, in simple terms for a ten year old?")
-
-
-def _greedy(talker, ctx, n=32) -> str:
-    return "".join(talker.generate(talker.prompt(ctx), n, threading.Event()))
 
 
 def test_default_talker_runs_the_merged_copy(real_talker):
